@@ -1,0 +1,153 @@
+"""One settings object: the only place that reads the environment.
+
+Precedence: defaults < environment (``PEERQA_*``, and ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``)
+< explicit arguments. ``python -m peerqa.settings`` prints the README's settings table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def bundled_corpus_dir() -> Path:
+    """The five documents shipped with peerqa: the checkout's corpus/ or the wheel's copy."""
+    checkout = _PACKAGE_DIR.parent.parent / "corpus"
+    if (checkout / "manifest.json").is_file():
+        return checkout
+    return _PACKAGE_DIR / "_bundled_corpus"
+
+
+def _cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "peerqa"
+
+
+class Settings(BaseSettings):
+    """peerqa's settings. Each field reads ``PEERQA_<NAME>`` from the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PEERQA_", extra="ignore", validate_assignment=True, populate_by_name=True
+    )
+
+    # Corpus and index
+    corpus_dir: Path | None = Field(
+        None, description="Folder of .txt/.md documents to index; default: the bundled corpus."
+    )
+    index_dir: Path | None = Field(
+        None,
+        description="Where the index lives; default: ~/.cache/peerqa/<corpus name>-<hash>.",
+    )
+    chroma_host: str | None = Field(
+        None, description="Use a Chroma server (`chroma run`) at this host instead of embedded Chroma."
+    )
+    chroma_port: int = Field(8000, description="Port of the Chroma server.")
+
+    # Chunking
+    chunk_target_words: int = Field(110, ge=20, description="Chunks grow to about this many words.")
+    chunk_max_words: int = Field(
+        150, ge=30, description="Hard bound on a chunk's words: a citation stays short."
+    )
+
+    # Embeddings
+    embedding_backend: Literal["local", "openai"] = Field(
+        "local", description="`local`: all-MiniLM-L6-v2 in numpy, offline; `openai`: the API."
+    )
+    openai_embedding_model: str = Field(
+        "text-embedding-3-small", description="Embedding model when embedding_backend=openai."
+    )
+
+    # Retrieval
+    top_k: int = Field(5, ge=1, le=50, description="Passages returned by search.")
+    answer_k: int = Field(6, ge=1, le=20, description="Passages an answer may draw on.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    bm25_weight: float = Field(1.0, ge=0, description="Weight of BM25 ranks in fusion.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of dense-vector ranks in fusion.")
+
+    # Answers
+    answer_mode: Literal["extractive", "openai"] = Field(
+        "extractive", description="`extractive`: verbatim sentences, offline; `openai`: written."
+    )
+    max_sentences: int = Field(4, ge=1, le=12, description="Sentences in an extractive answer.")
+    max_list_sentences: int = Field(
+        6, ge=1, le=12, description="Sentences for list-type questions (what are the ways...)."
+    )
+    max_question_chars: int = Field(
+        1000, ge=10, description="Longest question accepted, in characters."
+    )
+    min_coverage: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Abstain when retrieved passages cover less than this share of the question.",
+    )
+
+    # OpenAI backend
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("PEERQA_OPENAI_API_KEY", "OPENAI_API_KEY", "openai_api_key"),
+        description="API key (OPENAI_API_KEY also works). Never logged.",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "PEERQA_OPENAI_BASE_URL", "OPENAI_BASE_URL", "openai_base_url"
+        ),
+        description="OpenAI-compatible endpoint (OPENAI_BASE_URL also works).",
+    )
+    openai_model: str = Field("gpt-4o-mini", description="Chat model for answer_mode=openai.")
+    openai_timeout: float = Field(30.0, gt=0, description="Seconds before a request is abandoned.")
+    openai_max_retries: int = Field(2, ge=0, le=6, description="Retries on 429 and 5xx.")
+    strict: bool = Field(
+        False, description="Fail instead of falling back to an extractive answer."
+    )
+
+    # App
+    host: str = Field("127.0.0.1", description="Address the Gradio app listens on.")
+    port: int = Field(7860, description="Port of the Gradio app.")
+    app_username: str | None = Field(None, description="Required to listen beyond 127.0.0.1.")
+    app_password: SecretStr | None = Field(None, description="Required to listen beyond 127.0.0.1.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_target_words > self.chunk_max_words:
+            raise ConfigurationError(
+                "chunk_target_words must not exceed chunk_max_words: "
+                f"set PEERQA_CHUNK_TARGET_WORDS <= {self.chunk_max_words}"
+            )
+        return self
+
+    @property
+    def resolved_corpus_dir(self) -> Path:
+        return Path(self.corpus_dir).expanduser() if self.corpus_dir else bundled_corpus_dir()
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        if self.index_dir:
+            return Path(self.index_dir).expanduser()
+        corpus = self.resolved_corpus_dir.resolve()
+        digest = hashlib.sha256(str(corpus).encode()).hexdigest()[:10]
+        return _cache_root() / f"{corpus.name}-{digest}"
+
+
+def settings_table() -> str:
+    """The README's settings table, from the field descriptions."""
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        default = info.default
+        shown = "" if default is None else f"`{default}`"
+        rows.append(f"| `PEERQA_{name.upper()}` | {shown} | {info.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
