@@ -1,1 +1,50 @@
-"""peerqa: answers about mental-health Peer Support Workers, built from cited, verbatim passages."""
+"""peerqa: answers about mental-health Peer Support Workers, built from cited, verbatim passages.
+
+    from peerqa import Assistant
+    answer = Assistant().ask("What training do peer workers need?")
+"""
+
+from .assistant import Assistant, IndexInfo
+from .corpus import Corpus, load_corpus
+from .errors import (
+    BackendAuthError,
+    BackendError,
+    BackendTimeoutError,
+    ConfigurationError,
+    CorpusError,
+    CorpusNotFoundError,
+    IndexLockedError,
+    IndexNotFoundError,
+    InputError,
+    ModelError,
+    PeerQAError,
+    StoreError,
+)
+from .settings import Settings
+from .types import Answer, Chunk, Citation, Document, Passage
+
+__all__ = [
+    "Answer",
+    "Assistant",
+    "BackendAuthError",
+    "BackendError",
+    "BackendTimeoutError",
+    "Chunk",
+    "Citation",
+    "ConfigurationError",
+    "Corpus",
+    "CorpusError",
+    "CorpusNotFoundError",
+    "Document",
+    "IndexInfo",
+    "IndexLockedError",
+    "IndexNotFoundError",
+    "InputError",
+    "ModelError",
+    "Passage",
+    "PeerQAError",
+    "Settings",
+    "StoreError",
+    "load_corpus",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,308 @@
+"""Section-aware chunks with exact character offsets: pure functions of a document's text.
+
+A document is read as paragraphs (runs of non-blank lines). Heading paragraphs set the
+section path: Markdown ``#`` headings, or, in a document without them, short title-like lines
+standing alone. Headings repeated three or more times are page furniture (running headers),
+not sections. In an annotated bibliography each ``[Title](link)`` entry starts a unit of its
+own. Paragraphs of one unit are packed into chunks of about ``target_words``, never more than
+``max_words``; an oversized paragraph is cut at sentence boundaries. Every chunk satisfies
+``text[start:end] == chunk.text``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from .types import Chunk, Document
+
+CHUNKER_VERSION = "2"
+
+_MD_HEADING = re.compile(r"^#{1,6}\s+\S")
+_ENTRY = re.compile(r"^(?:#{1,6}\s+)?\[([^\]]{3,})\]\([^)]*\)")
+_LINK_ONLY = re.compile(r"^(?:#{1,6}\s+)?\[[^\]]+\]\([^)]*\)\s*$")
+_WORD = re.compile(r"\S+")
+_BULLET = re.compile(r"^\s*(?:[-*•–]|\d{1,2}[.)])\s+")
+_ABBREVIATIONS = {"e.g.", "i.e.", "al.", "etc.", "vs.", "cf.", "c.f.", "dr.", "no.", "fig.", "p.", "pp."}
+_SKIP_SECTIONS = {"contents", "table of contents"}
+
+
+@dataclass(frozen=True, slots=True)
+class Paragraph:
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Heading:
+    level: int
+    title: str
+
+
+def paragraphs(text: str) -> list[Paragraph]:
+    """Runs of non-blank lines, trimmed of surrounding white space, with exact offsets."""
+    out: list[Paragraph] = []
+    start: int | None = None
+    end = 0
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if stripped:
+            if start is None:
+                start = pos + (len(line) - len(line.lstrip()))
+            end = pos + len(line.rstrip())
+        elif start is not None:
+            out.append(Paragraph(start, end, text[start:end]))
+            start = None
+        pos += len(line)
+    if start is not None:
+        out.append(Paragraph(start, end, text[start:end]))
+    return out
+
+
+def clean_heading(raw: str) -> str:
+    """A heading's words without Markdown marks: '### **[Title](#)**' -> 'Title'."""
+    title = re.sub(r"^#{1,6}\s+", "", raw.strip())
+    title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)
+    title = re.sub(r"[*_`]+", "", title)
+    return re.sub(r"\s+", " ", title).strip(" #")
+
+
+def _plain_heading(par: Paragraph) -> Heading | None:
+    line = par.text
+    if "\n" in line or len(line) > 90 or _BULLET.match(line):
+        return None
+    words = line.split()
+    if not words or len(words) > 12 or line[-1] in ".,;:…" or not line[0].isupper():
+        return None
+    if re.search(r"\[[^\]]*\]\(", line):
+        return None
+    letters = [c for c in line if c.isalpha()]
+    level = 1 if letters and all(c.isupper() for c in letters) and len(letters) > 3 else 2
+    return Heading(level, clean_heading(line))
+
+
+def _headings(paras: list[Paragraph]) -> dict[int, Heading | None]:
+    """Which paragraphs are headings (None marks page furniture: neither heading nor content)."""
+    markdown = any(_MD_HEADING.match(p.text) for p in paras)
+    found: dict[int, Heading | None] = {}
+    for i, p in enumerate(paras):
+        if markdown:
+            if _MD_HEADING.match(p.text) and "\n" not in p.text and not _ENTRY.match(p.text):
+                level = len(p.text) - len(p.text.lstrip("#"))
+                found[i] = Heading(level, clean_heading(p.text))
+        else:
+            heading = _plain_heading(p)
+            if heading:
+                found[i] = heading
+    repeats = Counter(p.text for p in paras)
+    for i, p in enumerate(paras):
+        if repeats[p.text] >= 3 and len(p.text) < 100:
+            found[i] = None
+    return found
+
+
+def _is_entry(par: Paragraph) -> str | None:
+    match = _ENTRY.match(par.text)
+    return clean_heading(match.group(1)) if match else None
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence boundaries inside text[start:end], as trimmed (start, end) offsets of ``text``."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    # Line breaks before bullets, and blank lines, always end a sentence.
+    pieces: list[tuple[int, int]] = []
+    piece_start = start
+    for m in re.finditer(r"\n\s*\n|\n(?=\s*(?:[-*•–]|\d{1,2}[.)])\s)", text[start:end]):
+        pieces.append((piece_start, start + m.start()))
+        piece_start = start + m.end()
+    pieces.append((piece_start, end))
+    boundary = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
+    for a, b in pieces:
+        cut = a
+        for m in boundary.finditer(text, a, b):
+            before = text[cut : m.start()].split()
+            last = before[-1].lower() if before else ""
+            if last in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last):
+                continue
+            sentence_end = m.start() + len(m.group(0).rstrip())
+            spans.append((cut, sentence_end))
+            cut = m.end()
+        spans.append((cut, b))
+    out = []
+    for a, b in spans:
+        seg = text[a:b]
+        lead = len(seg) - len(seg.lstrip())
+        trail = len(seg) - len(seg.rstrip())
+        if b - trail > a + lead:
+            out.append((a + lead, b - trail))
+    return out
+
+
+def word_count(text: str) -> int:
+    return len(_WORD.findall(text))
+
+
+@functools.lru_cache(maxsize=1)
+def _encoding():
+    import tiktoken
+
+    # tiktoken fetches its BPE file on first use; llama-index ships the file, so point the
+    # cache there (unless the user chose a cache) and stay offline.
+    spec = importlib.util.find_spec("llama_index.core")
+    if spec and spec.origin and "TIKTOKEN_CACHE_DIR" not in os.environ:
+        cache = Path(spec.origin).parent / "_static" / "tiktoken_cache"
+        if cache.is_dir():
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in cl100k_base, the encoding of OpenAI's current models."""
+    return len(_encoding().encode(text, disallowed_special=()))
+
+
+def _units(doc: Document) -> Iterator[tuple[str, list[Paragraph]]]:
+    """(section path, paragraphs) for each section or bibliography entry, in document order."""
+    paras = paragraphs(doc.text)
+    heads = _headings(paras)
+    path: list[Heading] = []
+    title_skipped = False
+    current: list[Paragraph] = []
+    entry: str | None = None
+
+    def section() -> str:
+        names = [h.title for h in path]
+        if entry:
+            names.append(entry)
+        # Two levels name a place precisely; deeper paths mostly repeat page-break artefacts.
+        return " > ".join(names[-2:])
+
+    for i, p in enumerate(paras):
+        if i in heads:
+            heading = heads[i]
+            if heading is None:  # running header or footer: keep it inside the text, ignore it
+                if current:
+                    current.append(p)
+                continue
+            if current:
+                yield section(), current
+                current = []
+            entry = None
+            if not title_skipped and heading.level == 1 and not path:
+                title_skipped = True  # the document's own title is not a section
+                continue
+            while path and path[-1].level >= heading.level:
+                path.pop()
+            path.append(heading)
+            continue
+        entry_title = _is_entry(p)
+        if entry_title and entry and len(current) == 1 and _LINK_ONLY.match(current[0].text) \
+                and entry.endswith(":"):
+            # A title broken over two links ('The transition ...:' then 'A grounded theory ...').
+            entry = f"{entry} {entry_title}"
+            current.append(p)
+            continue
+        if entry_title:
+            if current:
+                yield section(), current
+                current = []
+            entry = entry_title
+        current.append(p)
+    if current:
+        yield section(), current
+
+
+def _split_long(doc: Document, par: Paragraph, target: int, max_words: int) -> list[Paragraph]:
+    """Cut a paragraph longer than max_words into pieces at sentence (or word) boundaries."""
+    pieces: list[Paragraph] = []
+    sentences = sentence_spans(doc.text, par.start, par.end)
+    spans: list[tuple[int, int]] = []
+    for a, b in sentences:
+        if word_count(doc.text[a:b]) <= max_words:
+            spans.append((a, b))
+            continue
+        words = list(_WORD.finditer(doc.text, a, b))
+        for k in range(0, len(words), target):
+            group = words[k : k + target]
+            spans.append((group[0].start(), group[-1].end()))
+    cur_start: int | None = None
+    cur_end = 0
+    cur_words = 0
+    for a, b in spans:
+        n = word_count(doc.text[a:b])
+        if cur_start is not None and cur_words + n > target:
+            pieces.append(Paragraph(cur_start, cur_end, doc.text[cur_start:cur_end]))
+            cur_start = None
+        if cur_start is None:
+            cur_start, cur_words = a, 0
+        cur_end = b
+        cur_words += n
+    if cur_start is not None:
+        pieces.append(Paragraph(cur_start, cur_end, doc.text[cur_start:cur_end]))
+    return pieces
+
+
+def chunk_document(doc: Document, target_words: int = 110, max_words: int = 150) -> list[Chunk]:
+    """Cut one document into section-aware chunks of at most ``max_words`` words."""
+    chunks: list[Chunk] = []
+    for section, paras in _units(doc):
+        if section.split(" > ")[-1].lower() in _SKIP_SECTIONS:
+            continue
+        pieces: list[Paragraph] = []
+        for p in paras:
+            if word_count(p.text) > max_words:
+                pieces.extend(_split_long(doc, p, target_words, max_words))
+            else:
+                pieces.append(p)
+        groups: list[list[Paragraph]] = []
+        words = 0
+        for p in pieces:
+            n = word_count(p.text)
+            if groups and (words + n <= target_words or (words < target_words // 2 and words + n <= max_words)):
+                groups[-1].append(p)
+                words += n
+            else:
+                groups.append([p])
+                words = n
+        # A short tail joins the chunk before it when both fit.
+        if len(groups) > 1:
+            tail = sum(word_count(p.text) for p in groups[-1])
+            prev = sum(word_count(p.text) for p in groups[-2])
+            if tail < 25 and tail + prev <= max_words:
+                groups[-2].extend(groups.pop())
+        for group in groups:
+            start, end = group[0].start, group[-1].end
+            text = doc.text[start:end]
+            chunks.append(
+                Chunk(
+                    chunk_id=f"{doc.doc_id}:{start}-{end}",
+                    doc_id=doc.doc_id,
+                    section=section,
+                    start=start,
+                    end=end,
+                    text=text,
+                    n_words=word_count(text),
+                    n_tokens=count_tokens(text),
+                )
+            )
+    return chunks
+
+
+def chunk_corpus(documents, target_words: int = 110, max_words: int = 150) -> list[Chunk]:
+    """Chunks of every document, in corpus order."""
+    return [c for d in documents for c in chunk_document(d, target_words, max_words)]
+
+
+def indexed_text(chunk: Chunk, title: str) -> str:
+    """What the retrievers see: the document title and section in front of the chunk's text."""
+    head = f"{title} — {chunk.section}" if chunk.section else title
+    return f"{head}\n{chunk.text}"

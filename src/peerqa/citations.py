@@ -1,0 +1,74 @@
+"""Citation markers and the offline support judge shared by answers and the evaluation.
+
+The judge decides whether passages *support* a sentence:
+- a sentence quoted from the passages (white space and quote marks folded) is supported;
+- otherwise, an entailment proxy: at least ``threshold`` of the sentence's stemmed content words
+  occur in the passages, every number it states occurs there too, and it does not negate what
+  the passages say (a "not"/"no"/"never" absent from the passages fails it).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .retrieval import tokenize, words
+
+MARKER = re.compile(r"\[(\d{1,3})\]")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"“‘(])|(?<=\])\s+(?=[A-Z\"“‘(])|\n+")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_NEGATIONS = {"not", "no", "never", "none", "neither", "nor", "without", "cannot", "isn't",
+              "aren't", "wasn't", "weren't", "don't", "doesn't", "didn't"}
+SUPPORT_THRESHOLD = 0.75
+
+
+def normalise(text: str) -> str:
+    """Fold white space, curly quotes and dashes so formatting never decides support."""
+    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    text = text.replace("–", "-").replace("—", "-")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def markers(text: str) -> list[int]:
+    """Every [n] in ``text``, in order."""
+    return [int(n) for n in MARKER.findall(text)]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkedSentence:
+    text: str
+    numbers: tuple[int, ...]
+
+
+def marked_sentences(answer_text: str) -> list[MarkedSentence]:
+    """An answer's sentences, each with the [n] markers it carries, markers removed from text."""
+    out = []
+    for part in _SENTENCE_BREAK.split(answer_text):
+        numbers = tuple(dict.fromkeys(markers(part)))
+        text = MARKER.sub("", part).strip()
+        text = re.sub(r"\s+([.,;:!?])", r"\1", text)
+        if re.search(r"\w", text):
+            out.append(MarkedSentence(text, numbers))
+    return out
+
+
+def supports(sentence: str, passages: Sequence[str], threshold: float = SUPPORT_THRESHOLD) -> bool:
+    """Whether the passages, taken together, support the sentence (see the module docstring)."""
+    if not passages:
+        return False
+    claim = normalise(MARKER.sub("", sentence)).strip(" .")
+    joined = normalise(" \n ".join(passages))
+    if claim and claim.lower() in joined.lower():
+        return True
+    tokens = set(tokenize(claim))
+    if not tokens:
+        return False
+    source = set(tokenize(joined))
+    if len(tokens & source) / len(tokens) < threshold:
+        return False
+    numbers = set(_NUMBER.findall(claim))
+    if numbers - set(_NUMBER.findall(joined)):
+        return False
+    negated = _NEGATIONS & set(words(claim))
+    return not (negated and not negated & set(words(joined)))

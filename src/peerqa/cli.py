@@ -1,0 +1,230 @@
+"""The command line: peerqa index | ask | search | docs | eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from .errors import InputError, PeerQAError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr per indexing stage (quiet when --json or not a terminal stage)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            label = {"embedding": "Embedding chunks", "storing": "Writing index"}.get(stage, stage)
+            bar = self.bars[stage] = tqdm(total=total, desc=label, unit="chunk", file=sys.stderr)
+        if stage == "storing":
+            bar.update(done)
+        else:
+            bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _assistant(args: argparse.Namespace):
+    from .assistant import Assistant
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "mode", None):
+        overrides["answer_mode"] = args.mode
+    return Assistant(corpus_dir=args.corpus, index_dir=args.index_dir, **overrides)
+
+
+def _ensure_index(assistant, args: argparse.Namespace, rebuild: bool = False):
+    bar = _ProgressBar(enabled=not args.quiet)
+    try:
+        info = assistant.index(rebuild=rebuild, progress=bar)
+    finally:
+        bar.close()
+    if info.skipped and not args.quiet:
+        for path, reason in info.skipped:
+            print(f"peerqa: skipped {path}: {reason}", file=sys.stderr)
+    return info
+
+
+def _doc_filter(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    return "\n".join(
+        textwrap.fill(line, width=100, initial_indent=indent, subsequent_indent=indent)
+        for line in text.splitlines() if line.strip()
+    )
+
+
+def format_answer(answer, color: bool = False) -> str:
+    """An answer for a terminal: the text, then each numbered source with its quoted passage."""
+    out = [_wrap(answer.text), ""]
+    if answer.abstained:
+        if answer.passages:
+            out.append("Closest material (not an answer):")
+            for i, p in enumerate(answer.passages, 1):
+                year = p.year if p.year is not None else "n.d."
+                out.append(f"  ({i}) {p.title} ({year}) — {p.section or 'untitled section'}")
+                out.append(_wrap(f'"{p.text}"', "      "))
+                out.append(f"      [{p.doc_id}, characters {p.start}–{p.end}]")
+        return "\n".join(out)
+    out.append("Sources:")
+    for c in answer.citations:
+        year = c.year if c.year is not None else "n.d."
+        out.append(f"  [{c.number}] {c.title} ({year}) — {c.section or 'untitled section'}")
+        quote = c.text
+        if color and c.highlights:
+            parts, pos = [], c.start
+            for a, b in c.highlights:
+                parts.append(c.text[pos - c.start : a - c.start])
+                parts.append("\033[1m" + c.text[a - c.start : b - c.start] + "\033[0m")
+                pos = b
+            parts.append(c.text[pos - c.start :])
+            quote = "".join(parts)
+        out.append(_wrap(f'"{quote}"', "      "))
+        out.append(f"      [{c.doc_id}, characters {c.start}–{c.end}]")
+    for notice in answer.notices:
+        out.append(f"Note: {notice}")
+    return "\n".join(out)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    assistant = _assistant(args)
+    info = _ensure_index(assistant, args, rebuild=args.rebuild)
+    if args.json:
+        print(json.dumps(asdict(info), indent=2))
+    else:
+        verb = "Built" if info.built else "Reused"
+        print(
+            f"{verb} index {info.generation}: {info.n_documents} documents, {info.n_chunks} "
+            f"chunks, {info.seconds:.1f} s, at {info.directory}"
+        )
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    assistant = _assistant(args)
+    _ensure_index(assistant, args)
+    history = None
+    if args.history:
+        try:
+            with open(args.history, encoding="utf-8") as f:
+                history = json.load(f)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read history file {args.history}: {e}") from e
+    answer = assistant.ask(
+        args.question, history=history, doc_ids=_doc_filter(args.docs), k=args.k
+    )
+    if args.json:
+        print(json.dumps(asdict(answer), indent=2, ensure_ascii=False))
+    else:
+        print(format_answer(answer, color=sys.stdout.isatty()))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    assistant = _assistant(args)
+    _ensure_index(assistant, args)
+    passages = assistant.search(args.query, k=args.k, doc_ids=_doc_filter(args.docs))
+    if args.json:
+        print(json.dumps([asdict(p) for p in passages], indent=2, ensure_ascii=False))
+        return 0
+    for i, p in enumerate(passages, 1):
+        year = p.year if p.year is not None else "n.d."
+        print(f"{i}. {p.title} ({year}) — {p.section or 'untitled section'}  [score {p.score:.4f}]")
+        print(_wrap(p.text, "   "))
+        print(f"   [{p.doc_id}, characters {p.start}–{p.end}]\n")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    assistant = _assistant(args)
+    docs = assistant.documents
+    if args.json:
+        print(json.dumps([
+            {k: v for k, v in asdict(d).items() if k != "text"} for d in docs
+        ], indent=2, ensure_ascii=False))
+        return 0
+    for d in docs:
+        print(f"{d.doc_id}: {d.title} ({d.year_label}; {d.kind or 'document'})")
+    for s in assistant.corpus.skipped:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peerqa",
+        description="Answers about mental-health Peer Support Workers, from cited passages.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--corpus", metavar="DIR", help="folder of .txt/.md documents "
+                        "(default: the bundled corpus; env PEERQA_CORPUS_DIR)")
+    common.add_argument("--index-dir", metavar="DIR", help="where the index lives "
+                        "(env PEERQA_INDEX_DIR)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", parents=[common], help="build the index (or reuse it)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if nothing changed")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", parents=[common], help="answer a question with cited passages")
+    p.add_argument("question")
+    p.add_argument("--docs", metavar="IDS", help="comma-separated document ids to search")
+    p.add_argument("-k", type=int, default=None, help="passages the answer may draw on")
+    p.add_argument("--history", metavar="FILE",
+                   help="JSON file of earlier turns: [{'role': 'user', 'content': ...}, ...]")
+    p.add_argument("--mode", choices=["extractive", "openai"], help="answer mode")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("search", parents=[common], help="the passages most relevant to a query")
+    p.add_argument("query")
+    p.add_argument("--docs", metavar="IDS", help="comma-separated document ids to search")
+    p.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("docs", parents=[common], help="list the corpus's documents")
+    p.set_defaults(func=cmd_docs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except InputError as e:
+        print(f"peerqa: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except PeerQAError as e:
+        print(f"peerqa: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("peerqa: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

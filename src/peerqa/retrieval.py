@@ -1,0 +1,176 @@
+"""Hybrid retrieval: BM25 over stemmed chunk text plus dense vectors from Chroma, fused by rank.
+
+Both retrievers see each chunk with its document title and section in front (``indexed_text``);
+reciprocal-rank fusion combines them without having to calibrate their scores against each other.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chunking import indexed_text
+from .embeddings import Embedder
+from .store import Generation
+from .types import Chunk, Document, Passage
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+STOPWORDS = frozenset(
+    """a about above after again against all also am an and any are aren't as at be because been
+    before being below between both but by can could did do does doing don't down during each
+    etc few for from further get gets getting had has have having he her here hers herself him
+    himself his how i if in into is it its itself just let me more most much must my myself no
+    nor not now of off on once only or other our ours ourselves out over own same shall she
+    should so some such than that the their theirs them themselves then there these they this
+    those through to too under until up upon us very via was we were what when where which while
+    who whom why will with within would you your yours yourself yourselves
+    tell know say says said anything something thing things way ways kind kinds sort
+    lot lots really actually please like need needs needed want wants""".split()
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (apostrophe forms folded: "workers'" -> "workers")."""
+    return [w.replace("’", "'").split("'")[0] for w in _TOKEN.findall(text.lower())]
+
+
+def tokenize(text: str) -> list[str]:
+    """Stemmed content tokens: the vocabulary BM25, sentence scoring and the judge share."""
+    kept = [w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return _stemmer().stemWords(kept)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A chunk found by the hybrid search, with what each retriever said of it."""
+
+    chunk: Chunk
+    score: float
+    bm25: float
+    dense: float
+    bm25_rank: int | None
+    dense_rank: int | None
+
+
+class HybridRetriever:
+    """BM25 + dense search over one index generation."""
+
+    def __init__(
+        self,
+        generation: Generation,
+        embedder: Embedder,
+        documents: Mapping[str, Document],
+        rrf_k: int = 60,
+        bm25_weight: float = 1.0,
+        dense_weight: float = 1.0,
+    ) -> None:
+        import bm25s
+
+        self.generation = generation
+        self.embedder = embedder
+        self.documents = documents
+        self.chunks: list[Chunk] = generation.chunks
+        self.by_id = {c.chunk_id: i for i, c in enumerate(self.chunks)}
+        self.rrf_k = rrf_k
+        self.bm25_weight = bm25_weight
+        self.dense_weight = dense_weight
+        corpus_tokens = [tokenize(self.indexed(c)) for c in self.chunks]
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(corpus_tokens, show_progress=False)
+        self._vocab = self._bm25.vocab_dict
+        n = len(corpus_tokens)
+        df: dict[str, int] = {}
+        for toks in corpus_tokens:
+            for t in set(toks):
+                df[t] = df.get(t, 0) + 1
+        self._n = n
+        self._df = df
+        self._doc_of = np.array([c.doc_id for c in self.chunks])
+
+    def indexed(self, chunk: Chunk) -> str:
+        doc = self.documents.get(chunk.doc_id)
+        return indexed_text(chunk, doc.title if doc else chunk.doc_id)
+
+    def idf(self, token: str) -> float:
+        """Inverse chunk frequency of a stemmed token; unseen tokens weigh the most."""
+        df = self._df.get(token, 0)
+        return math.log(1 + (self._n - df + 0.5) / (df + 0.5))
+
+    def in_vocabulary(self, token: str) -> bool:
+        return token in self._df
+
+    def bm25_scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        known = [t for t in query_tokens if t in self._vocab]
+        if not known:
+            return np.zeros(len(self.chunks), dtype=np.float32)
+        return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
+
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        doc_ids: Sequence[str] | None = None,
+        query_vector: np.ndarray | None = None,
+        depth: int = 50,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``."""
+        if not self.chunks:
+            return []
+        mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(len(self.chunks), bool)
+        scores = self.bm25_scores(tokenize(query))
+        scores = np.where(mask, scores, 0.0)
+        order = np.argsort(-scores, kind="stable")
+        bm25_rank = {int(i): r for r, i in enumerate(order[:depth]) if scores[i] > 0}
+        vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+        dense = self.generation.query(vector, depth, doc_ids)
+        dense_rank: dict[int, int] = {}
+        dense_sim: dict[int, float] = {}
+        for r, (chunk_id, sim) in enumerate(dense):
+            i = self.by_id.get(chunk_id)
+            if i is not None and mask[i]:
+                dense_rank[i] = len(dense_rank)
+                dense_sim[i] = sim
+        fused: dict[int, float] = {}
+        for i, r in bm25_rank.items():
+            fused[i] = fused.get(i, 0.0) + self.bm25_weight / (self.rrf_k + r + 1)
+        for i, r in dense_rank.items():
+            fused[i] = fused.get(i, 0.0) + self.dense_weight / (self.rrf_k + r + 1)
+        best = sorted(fused, key=lambda i: (-fused[i], i))[:k]
+        return [
+            Hit(
+                chunk=self.chunks[i],
+                score=fused[i],
+                bm25=float(scores[i]),
+                dense=dense_sim.get(i, 0.0),
+                bm25_rank=bm25_rank.get(i),
+                dense_rank=dense_rank.get(i),
+            )
+            for i in best
+        ]
+
+    def passage(self, hit: Hit) -> Passage:
+        c = hit.chunk
+        doc = self.documents.get(c.doc_id)
+        return Passage(
+            doc_id=c.doc_id,
+            title=doc.title if doc else c.doc_id,
+            section=c.section,
+            text=c.text,
+            start=c.start,
+            end=c.end,
+            score=round(hit.score, 6),
+            chunk_id=c.chunk_id,
+            year=doc.year if doc else None,
+        )
