@@ -8,9 +8,10 @@ weighted terms (answering.py) -> hybrid search (retrieval.py) -> answer with cit
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,12 @@ class IndexInfo:
     seconds: float
     directory: str
     skipped: tuple[tuple[str, str], ...] = ()
+
+
+def marked_sentence_texts(text: str) -> list[str]:
+    """The answer text cut after each run of [n] markers, pieces joined back give the text."""
+    pieces = re.split(r"(?<=\])\s+(?=[^\[\s])", text)
+    return [p + (" " if i < len(pieces) - 1 else "") for i, p in enumerate(pieces)]
 
 
 def _text_key(text: str) -> str:
@@ -319,6 +326,19 @@ class Assistant:
             max_list_sentences=s.max_list_sentences,
             min_coverage=s.min_coverage,
         )
+
+    def stream(
+        self,
+        question: str,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        doc_ids: Sequence[str] | None = None,
+        k: int | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield the answer's text in pieces as it is written, then the finished ``Answer``."""
+        answer = self.ask(question, history=history, doc_ids=doc_ids, k=k)
+        for sentence in marked_sentence_texts(answer.text):
+            yield sentence
+        yield answer
 
     def document(self, doc_id: str) -> Document:
         """One document by id."""
