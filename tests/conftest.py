@@ -1,0 +1,63 @@
+"""Shared fixtures: offline by default, index folders under tmp, the full corpus indexed once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from peerqa import Assistant
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+TINY = DATA / "tiny"
+ARTIFACTS = REPO / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No key, no user settings, and a private cache, whatever the developer's shell holds."""
+    for name in list(os.environ):
+        if name.startswith("PEERQA_") or name in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+@pytest.fixture(scope="session")
+def corpus_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An index of the bundled corpus, built once per test session."""
+    directory = tmp_path_factory.mktemp("corpus-index")
+    Assistant(index_dir=directory).index()
+    return directory
+
+
+@pytest.fixture(scope="session")
+def assistant(corpus_index_dir: Path) -> Assistant:
+    """One Assistant over the bundled corpus, opened once and shared (read-only use)."""
+    a = Assistant(index_dir=corpus_index_dir)
+    a.index()
+    return a
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    """A writable copy of the three tiny test documents."""
+    target = tmp_path / "tiny-corpus"
+    shutil.copytree(TINY, target)
+    return target
+
+
+@pytest.fixture
+def tiny_assistant(tiny_corpus: Path, tmp_path: Path) -> Assistant:
+    """An Assistant over the tiny corpus with its own index folder."""
+    return Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "tiny-index")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
