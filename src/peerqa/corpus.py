@@ -115,7 +115,7 @@ def load_corpus(directory: str | Path) -> Corpus:
     seen_ids: set[str] = set()
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in SUFFIXES)
     for path in files:
-        if not path.is_file():
+        if path.is_dir():
             continue
         try:
             text = read_text(path)

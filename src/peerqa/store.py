@@ -167,6 +167,14 @@ class IndexStore:
                 f"{self._current_file} is unreadable ({e}): run `peerqa index --rebuild`"
             ) from e
 
+    def _pointer_for_writing(self) -> dict[str, Any]:
+        """CURRENT's content, or {} when it is missing or corrupt (a rebuild replaces it)."""
+        try:
+            data = json.loads(self._current_file.read_text())
+            return data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
     def current_manifest(self) -> dict[str, Any] | None:
         """The live generation's manifest, or None when there is no readable one."""
         name = self.current_name()
@@ -251,7 +259,7 @@ class IndexStore:
             raise StoreError(f"writing vectors to Chroma failed ({e})") from e
         _fsync_write(path / "manifest.json", json.dumps(manifest, indent=1).encode())
         _fsync_dir(path)
-        previous = self.current_name()
+        previous = self._pointer_for_writing().get("generation")
         tmp = self.directory / f"CURRENT.{os.getpid()}.tmp"
         _fsync_write(tmp, json.dumps({"generation": name, "previous": previous}).encode())
         os.replace(tmp, self._current_file)
@@ -261,15 +269,8 @@ class IndexStore:
 
     def _remove_leftovers(self) -> None:
         """Remove generations a killed build left behind (never the live or previous one)."""
-        live = self.current_name()
-        keep = {live}
-        if live:
-            try:
-                prev = json.loads(self._current_file.read_text()).get("previous")
-                keep.add(prev)
-            except (OSError, ValueError):
-                pass
-        self._prune(keep={k for k in keep if k})
+        pointer = self._pointer_for_writing()
+        self._prune(keep={k for k in (pointer.get("generation"), pointer.get("previous")) if k})
         for tmp in self.directory.glob("CURRENT.*.tmp"):
             tmp.unlink(missing_ok=True)
 

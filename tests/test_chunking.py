@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peerqa import load_corpus
+from peerqa.chunking import chunk_corpus, chunk_document, paragraphs, sentence_spans
+from peerqa.settings import bundled_corpus_dir
+from peerqa.types import Document
+
+
+def _doc(text: str, doc_id: str = "d") -> Document:
+    return Document(doc_id=doc_id, title="T", text=text, path="x", sha256="0")
+
+
+def test_bundled_corpus__offsets_slice_documents_exactly_and_chunks_stay_short():
+    corpus = load_corpus(bundled_corpus_dir())
+    docs = {d.doc_id: d for d in corpus.documents}
+    chunks = chunk_corpus(corpus.documents)
+    assert len(chunks) > 150
+    for c in chunks:
+        assert docs[c.doc_id].text[c.start : c.end] == c.text
+        assert 0 < c.n_words <= 150
+        assert c.n_tokens > 0
+    assert len({c.chunk_id for c in chunks}) == len(chunks)
+
+
+def test_bundled_corpus__sections_follow_headings_not_running_headers():
+    corpus = load_corpus(bundled_corpus_dir())
+    chunks = chunk_corpus(corpus.documents)
+    sections = {c.section for c in chunks}
+    assert not any(s.startswith("Evidence Brief: Peer Support Workers") for s in sections)
+    assert "Main Findings" in sections  # plain-text heading (pilot evaluation)
+    assert "What does this mean for the project? > Supporting Peer Support Workers" in sections
+    assert any(s.startswith("What is the evidence for peer support roles?") for s in sections)
+    assert not any(s == "Contents" for s in sections)
+
+
+def test_bibliography_entry_is_its_own_unit_with_title_as_section():
+    text = (
+        "# Reading list\n\n## Implementation\n\n[First study](#) May 2019, J One\n\n"
+        "Abstract of the first study about preparation.\n\n[Second study](#) 2020, J Two\n\n"
+        "Abstract of the second study about supervision.\n"
+    )
+    chunks = chunk_document(_doc(text))
+    assert [c.section for c in chunks] == ["Implementation > First study",
+                                           "Implementation > Second study"]
+    assert "second" not in chunks[0].text.lower()
+
+
+def test_long_paragraph_is_cut_at_sentences_within_the_bound():
+    sentence = "Peer workers bring lived experience to the team and share hope with others. "
+    text = "## Section\n\n" + sentence * 40
+    chunks = chunk_document(_doc(text), target_words=50, max_words=60)
+    assert len(chunks) > 5
+    for c in chunks:
+        assert c.n_words <= 60
+        assert c.text.endswith(".")
+
+
+def test_sentence_spans__keep_abbreviations_and_split_bullets():
+    text = "Training matters, e.g. boundaries. Supervision too.\n- First item here\n- Second item"
+    spans = [text[a:b] for a, b in sentence_spans(text)]
+    assert spans == ["Training matters, e.g. boundaries.", "Supervision too.",
+                     "- First item here", "- Second item"]
+
+
+def test_paragraphs__trim_white_space_and_keep_offsets():
+    text = "\t\tIndented line\n\t\t\n\nNext one\n"
+    pars = paragraphs(text)
+    assert [p.text for p in pars] == ["Indented line", "Next one"]
+    assert all(text[p.start : p.end] == p.text for p in pars)
+
+
+_alphabet = st.sampled_from(list("abc def.\n\n#?-[]()\t’é") + ["Peer ", "## H\n", "[T](#) "])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_alphabet, max_size=400).map("".join))
+def test_property__every_chunk_slices_its_document_exactly(text):
+    for c in chunk_document(_doc(text), target_words=20, max_words=30):
+        assert text[c.start : c.end] == c.text
+        assert c.n_words <= 30
+        assert c.text.strip() == c.text

@@ -1,0 +1,139 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from peerqa import Assistant, IndexLockedError, IndexNotFoundError
+from peerqa.store import IndexStore
+
+
+def _run(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def test_index__built_once_then_reused(tiny_assistant):
+    first = tiny_assistant.index()
+    assert first.built and first.n_documents == 3 and first.n_chunks >= 4
+    again = Assistant(corpus_dir=tiny_assistant.settings.corpus_dir,
+                      index_dir=tiny_assistant.settings.index_dir).index()
+    assert not again.built
+    assert again.generation == first.generation
+
+
+def test_index__rebuilt_when_a_document_changes_reusing_unchanged_vectors(tiny_assistant, tiny_corpus):
+    first = tiny_assistant.index()
+    (tiny_corpus / "extra.txt").write_text("Peer workers in prisons\n\nPrison teams need peer support.")
+    fresh = Assistant(corpus_dir=tiny_corpus, index_dir=tiny_assistant.settings.index_dir)
+    calls: list[tuple[str, int, int]] = []
+    info = fresh.index(progress=lambda stage, done, total: calls.append((stage, done, total)))
+    assert info.built and info.generation != first.generation
+    embedding = [c for c in calls if c[0] == "embedding"]
+    # Every old chunk's vector is reused: embedding starts past them.
+    assert embedding[0][1] == first.n_chunks and embedding[-1][1] == info.n_chunks
+    assert fresh.search("prison teams", k=1)[0].doc_id == "extra"
+
+
+def test_index__rebuilt_when_chunking_settings_change(tiny_assistant):
+    first = tiny_assistant.index()
+    other = Assistant(corpus_dir=tiny_assistant.settings.corpus_dir,
+                      index_dir=tiny_assistant.settings.index_dir, chunk_target_words=30,
+                      chunk_max_words=40)
+    assert other.index().generation != first.generation
+
+
+def test_index__keeps_the_previous_generation_and_prunes_older(tiny_assistant):
+    names = [tiny_assistant.index(rebuild=True).generation for _ in range(3)]
+    gens = sorted(p.name for p in (tiny_assistant.store.directory / "generations").iterdir())
+    assert gens == sorted(names[-2:])
+
+
+def test_open__before_any_build_says_how_to_build(tmp_path):
+    with pytest.raises(IndexNotFoundError, match="peerqa index"):
+        IndexStore(tmp_path / "none").open()
+
+
+def test_killed_build__leaves_the_previous_index_live(tiny_assistant, tiny_corpus):
+    first = tiny_assistant.index()
+    (tiny_corpus / "extra.txt").write_text("Extra\n\nSomething new about peer mentoring schemes.")
+    result = _run(
+        """
+        import os, signal, sys
+        from peerqa import Assistant
+        a = Assistant(corpus_dir=sys.argv[1], index_dir=sys.argv[2])
+        def progress(stage, done, total):
+            if stage == "storing":
+                os.kill(os.getpid(), signal.SIGKILL)
+        a.index(progress=progress)
+        """,
+        str(tiny_corpus), str(tiny_assistant.settings.index_dir),
+    )
+    assert result.returncode == -9, result.stderr
+    store = IndexStore(tiny_assistant.settings.index_dir)
+    assert store.current_name() == first.generation
+    gen = store.open()
+    vector = gen.vectors()[0]
+    assert gen.query(vector, 1)[0][0] == gen.chunks[0].chunk_id
+    leftovers = [p for p in (store.directory / "generations").iterdir()
+                 if p.name != first.generation]
+    assert leftovers, "the killed build should have left a partial generation"
+    info = Assistant(corpus_dir=tiny_corpus, index_dir=store.directory).index()
+    assert info.built
+    remaining = {p.name for p in (store.directory / "generations").iterdir()}
+    assert remaining == {first.generation, info.generation}
+
+
+def test_second_writer__fails_at_once_with_a_clear_error(tiny_assistant):
+    tiny_assistant.index()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import sys, time
+            from peerqa.store import IndexStore
+            with IndexStore(sys.argv[1]).write_lock():
+                print("locked", flush=True)
+                sys.stdin.readline()
+            """), str(tiny_assistant.settings.index_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(IndexLockedError, match="another process is building"):
+            tiny_assistant.index(rebuild=True)
+        # Readers are not blocked by a writer.
+        assert tiny_assistant.search("supervision", k=1)
+    finally:
+        holder.communicate("\n", timeout=30)
+    assert tiny_assistant.index(rebuild=True).built
+
+
+def test_manifest__records_model_chunking_and_content_hashes(tiny_assistant):
+    tiny_assistant.index()
+    manifest = tiny_assistant.store.current_manifest()
+    assert manifest["embedder"] == tiny_assistant.embedder.name
+    assert manifest["chunk_max_words"] == 150
+    assert set(manifest["documents"]) == {"training-guide", "pilot-notes", "bibliography"}
+    gen_dir = tiny_assistant.store.directory / "generations" / manifest["generation"]
+    chunks = [json.loads(line) for line in (gen_dir / "chunks.jsonl").read_text().splitlines()]
+    assert len(chunks) == manifest["n_chunks"] == len(np.load(gen_dir / "vectors.npy"))
+
+
+def test_corrupt_pointer__is_a_clear_error_and_rebuild_recovers(tiny_assistant):
+    tiny_assistant.index()
+    current = Path(tiny_assistant.store.directory) / "CURRENT"
+    current.write_text("{broken")
+    fresh = Assistant(corpus_dir=tiny_assistant.settings.corpus_dir,
+                      index_dir=tiny_assistant.settings.index_dir)
+    from peerqa import StoreError
+    with pytest.raises(StoreError, match="--rebuild"):
+        fresh.search("supervision")
+    assert fresh.index(rebuild=True).built
+    assert fresh.search("supervision", k=1)
