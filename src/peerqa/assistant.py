@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 
 from . import chunking
-from .answering import extractive_answer, question_terms
+from .answering import QuestionTerms, extractive_answer, question_terms
 from .corpus import Corpus, load_corpus
 from .embeddings import Embedder, get_embedder
-from .errors import ConfigurationError, IndexNotFoundError, InputError, StoreError
-from .retrieval import HybridRetriever
+from .errors import IndexNotFoundError, InputError, StoreError
+from .llm import OpenAIAnswerer
+from .retrieval import Hit, HybridRetriever
 from .settings import Settings
 from .store import FORMAT_VERSION, ChromaLocation, IndexStore
 from .types import Answer, Document, Passage
@@ -101,6 +102,7 @@ class Assistant:
         self._embedder = embedder
         self._corpus: Corpus | None = None
         self._retriever: HybridRetriever | None = None
+        self._answerer: OpenAIAnswerer | None = None
         self._lock = threading.RLock()
         self.store = IndexStore(
             self.settings.resolved_index_dir,
@@ -300,6 +302,31 @@ class Assistant:
         retriever = self.retriever
         return [retriever.passage(h) for h in retriever.search(query, k, ids)]
 
+    def _prepare(
+        self,
+        question: str,
+        history: Sequence[Mapping[str, Any]] | None,
+        doc_ids: Sequence[str] | None,
+        k: int | None,
+    ) -> tuple[str, list[dict[str, str]], list[Hit], QuestionTerms, HybridRetriever]:
+        """Checked inputs, the question's terms and the retrieved hits."""
+        question = self._check_text(question, "question")
+        turns = normalise_history(history)
+        ids = self._check_filter(doc_ids)
+        k = self._check_k(k if k is not None else self.settings.answer_k)
+        if self.settings.answer_mode == "openai":
+            self._openai()  # a missing key is reported before any index work
+        retriever = self.retriever
+        terms = question_terms(question, turns, retriever)
+        hits = retriever.search(terms.query, k, ids)
+        return question, turns, hits, terms, retriever
+
+    def _openai(self) -> OpenAIAnswerer:
+        with self._lock:
+            if self._answerer is None:
+                self._answerer = OpenAIAnswerer(self.settings)
+            return self._answerer
+
     def ask(
         self,
         question: str,
@@ -308,18 +335,10 @@ class Assistant:
         k: int | None = None,
     ) -> Answer:
         """Answer ``question`` from the documents, every sentence cited; abstain when uncovered."""
-        question = self._check_text(question, "question")
-        turns = normalise_history(history)
-        ids = self._check_filter(doc_ids)
-        k = self._check_k(k if k is not None else self.settings.answer_k)
-        retriever = self.retriever
-        terms = question_terms(question, turns, retriever)
-        hits = retriever.search(terms.query, k, ids)
+        question, turns, hits, terms, retriever = self._prepare(question, history, doc_ids, k)
         s = self.settings
-        if s.answer_mode != "extractive":
-            raise ConfigurationError(
-                f"answer mode {s.answer_mode!r} is not available: set PEERQA_ANSWER_MODE=extractive"
-            )
+        if s.answer_mode == "openai":
+            return self._openai().answer(question, turns, hits, terms, retriever)
         return extractive_answer(
             question, hits, terms, retriever,
             max_sentences=s.max_sentences,
@@ -335,6 +354,10 @@ class Assistant:
         k: int | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer's text in pieces as it is written, then the finished ``Answer``."""
+        if self.settings.answer_mode == "openai":
+            question, turns, hits, terms, retriever = self._prepare(question, history, doc_ids, k)
+            yield from self._openai().stream(question, turns, hits, terms, retriever)
+            return
         answer = self.ask(question, history=history, doc_ids=doc_ids, k=k)
         for sentence in marked_sentence_texts(answer.text):
             yield sentence

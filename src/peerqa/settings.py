@@ -104,9 +104,18 @@ class Settings(BaseSettings):
         ),
         description="OpenAI-compatible endpoint (OPENAI_BASE_URL also works).",
     )
-    openai_model: str = Field("gpt-4o-mini", description="Chat model for answer_mode=openai.")
+    openai_model: str = Field("gpt-4.1-mini", description="Chat model for answer_mode=openai.")
     openai_timeout: float = Field(30.0, gt=0, description="Seconds before a request is abandoned.")
     openai_max_retries: int = Field(2, ge=0, le=6, description="Retries on 429 and 5xx.")
+    openai_context_window: int = Field(
+        128_000, ge=1024, description="Tokens the chat model accepts; the prompt is cut to fit."
+    )
+    openai_answer_tokens: int = Field(
+        800, ge=64, description="Tokens kept free for the written answer (its maximum length)."
+    )
+    openai_unsupported: Literal["drop", "flag"] = Field(
+        "drop", description="Written sentences the cited passages do not support: drop or flag."
+    )
     strict: bool = Field(
         False, description="Fail instead of falling back to an extractive answer."
     )
