@@ -37,6 +37,15 @@ _FOLLOW_UP = re.compile(
 )
 _BULLET = re.compile(r"(?:[-*•–]|\d{1,2}[.)]|#{1,6})\s+")  # used with .match(text, pos)
 _LINK_TITLE = re.compile(r"^\[[^\]]+\]\([^)]*\)")
+_NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
+_NUMERIC_QUESTION = re.compile(
+    r"\b(how many|how much|what percentage|what proportion|what share|what rate|how long|"
+    r"what number)\b", re.I)
+_NUMBER = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|hundred|"
+    r"dozen|half|third|quarter|few|several|many|most|some)\b", re.I)
+# Capitalised words so common in English that their absence from the corpus says nothing.
+_GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
 MIN_SENTENCE_WORDS = 5
 
 
@@ -130,12 +139,42 @@ def is_list_question(question: str) -> bool:
     return bool(_LIST_CUE.search(question))
 
 
+def unknown_names(question: str, retriever: HybridRetriever) -> list[str]:
+    """Names and acronyms in the question (capitalised, not its first word) the corpus never uses.
+
+    A question about the Welsh strategy or PVG checks cannot be answered from documents that
+    never name them, however close their other words come.
+    """
+    found = []
+    for m in _NAME.finditer(question):
+        if m.start() == len(question) - len(question.lstrip()):
+            continue  # the question's first word is capitalised anyway
+        word = m.group(0)
+        parts = [p for p in re.split(r"[-'’&]", word.lower()) if p]
+        if word.lower() in _GENERAL_NAMES or not parts:
+            continue
+        if not all(retriever.knows_word(p) for p in parts):
+            found.append(word)
+    return found
+
+
 def should_abstain(
-    hits: Sequence[Hit], terms: QuestionTerms, retriever: HybridRetriever, min_coverage: float
+    hits: Sequence[Hit],
+    terms: QuestionTerms,
+    retriever: HybridRetriever,
+    min_coverage: float,
+    question: str = "",
 ) -> bool:
-    """True when the best passages leave too much of the question's weight uncovered."""
+    """True when the best passages cannot answer: too little of the question is covered, the
+    question names something the corpus never mentions, or it asks for a number none holds."""
     if not hits or not terms.weights:
         return True
+    if question and unknown_names(question, retriever):
+        return True
+    if question and _NUMERIC_QUESTION.search(question):
+        candidates = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)[:6]
+        if not any(_NUMBER.search(c.text) for c in candidates):
+            return True
     covered: set[str] = set()
     best_single = 0.0
     for hit in hits[:3]:
@@ -158,7 +197,7 @@ def extractive_answer(
 ) -> Answer:
     """Quote the retrieved sentences that best answer the question, each marked [n]."""
     passages = [retriever.passage(h) for h in hits]
-    if should_abstain(hits, terms, retriever, min_coverage):
+    if should_abstain(hits, terms, retriever, min_coverage, question):
         return abstention(question, passages, terms.query)
     candidates = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)
     candidates = [c for c in candidates if c.coverage > 0]

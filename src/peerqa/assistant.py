@@ -181,9 +181,12 @@ class Assistant:
     def _build(self, progress: Progress | None) -> None:
         s = self.settings
         docs = self.corpus.documents
-        titles = {d.doc_id: d.title for d in docs}
+        by_id = {d.doc_id: d for d in docs}
         chunks = chunking.chunk_corpus(docs, s.chunk_target_words, s.chunk_max_words)
-        texts = [chunking.indexed_text(c, titles[c.doc_id]) for c in chunks]
+        texts = [
+            chunking.indexed_text(c, by_id[c.doc_id].title, by_id[c.doc_id].keywords)
+            for c in chunks
+        ]
         reuse = self._previous_vectors()
         vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
         todo = []
@@ -237,7 +240,8 @@ class Assistant:
                 docs = {d.doc_id: d for d in self.corpus.documents}
                 s = self.settings
                 self._retriever = HybridRetriever(
-                    gen, self.embedder, docs, s.rrf_k, s.bm25_weight, s.dense_weight
+                    gen, self.embedder, docs, rrf_k=s.rrf_k, bm25_weight=s.bm25_weight,
+                    dense_weight=s.dense_weight, fusion=s.fusion,
                 )
             return self._retriever
 

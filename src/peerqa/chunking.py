@@ -16,7 +16,7 @@ import importlib.util
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -302,7 +302,9 @@ def chunk_corpus(documents, target_words: int = 110, max_words: int = 150) -> li
     return [c for d in documents for c in chunk_document(d, target_words, max_words)]
 
 
-def indexed_text(chunk: Chunk, title: str) -> str:
-    """What the retrievers see: the document title and section in front of the chunk's text."""
-    head = f"{title} — {chunk.section}" if chunk.section else title
+def indexed_text(chunk: Chunk, title: str, keywords: Sequence[str] = ()) -> str:
+    """What the retrievers see: title, the names people call the document by, and the section,
+    in front of the chunk's text."""
+    head = f"{title} ({', '.join(keywords)})" if keywords else title
+    head = f"{head} — {chunk.section}" if chunk.section else head
     return f"{head}\n{chunk.text}"

@@ -45,7 +45,7 @@ class Corpus:
         """A hash of every document's id and content: changes when the corpus does."""
         h = hashlib.sha256()
         for doc in sorted(self.documents, key=lambda d: d.doc_id):
-            h.update(f"{doc.doc_id}\0{doc.sha256}\0{doc.title}\n".encode())
+            h.update(f"{doc.doc_id}\0{doc.sha256}\0{doc.title}\0{doc.keywords}\n".encode())
         return h.hexdigest()
 
 
@@ -151,6 +151,7 @@ def load_corpus(directory: str | Path) -> Corpus:
                 date_note=str(meta.get("date_note") or ""),
                 kind=str(meta.get("kind") or ""),
                 url=meta.get("url"),
+                keywords=tuple(str(k) for k in meta.get("keywords") or ()),
             )
         )
     ignored = sorted(

@@ -1,7 +1,10 @@
-"""Hybrid retrieval: BM25 over stemmed chunk text plus dense vectors from Chroma, fused by rank.
+"""Hybrid retrieval: BM25 over stemmed chunk text plus dense vectors from Chroma, fused.
 
-Both retrievers see each chunk with its document title and section in front (``indexed_text``);
-reciprocal-rank fusion combines them without having to calibrate their scores against each other.
+Both retrievers see each chunk with its document title, the names the document goes by and its
+section in front (``indexed_text``). Fusion standardises each retriever's scores over the
+searchable chunks (z-scores) and adds them with weights 0.3 (BM25) and 0.7 (dense): on the gold
+set this ranks the supporting passage higher than reciprocal-rank fusion, which is kept as an
+option (``fusion="rrf"``).
 """
 
 from __future__ import annotations
@@ -52,6 +55,13 @@ def tokenize(text: str) -> list[str]:
     return _stemmer().stemWords(kept)
 
 
+def _zscore(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Scores standardised over the searchable chunks, so two retrievers' scales agree."""
+    values = scores[mask]
+    spread = float(values.std()) if values.size else 0.0
+    return (scores - float(values.mean())) / spread if spread > 0 else np.zeros_like(scores)
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """A chunk found by the hybrid search, with what each retriever said of it."""
@@ -73,8 +83,10 @@ class HybridRetriever:
         embedder: Embedder,
         documents: Mapping[str, Document],
         rrf_k: int = 60,
-        bm25_weight: float = 1.0,
-        dense_weight: float = 1.0,
+        bm25_weight: float = 0.3,
+        dense_weight: float = 0.7,
+        fusion: str = "zscore",
+        depth: int = 1000,
     ) -> None:
         import bm25s
 
@@ -86,6 +98,8 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.bm25_weight = bm25_weight
         self.dense_weight = dense_weight
+        self.fusion = fusion
+        self.depth = depth
         corpus_tokens = [tokenize(self.indexed(c)) for c in self.chunks]
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus_tokens, show_progress=False)
@@ -98,10 +112,19 @@ class HybridRetriever:
         self._n = n
         self._df = df
         self._doc_of = np.array([c.doc_id for c in self.chunks])
+        self._words = {
+            w for d in documents.values() for w in words(f"{d.text} {' '.join(d.keywords)}")
+        }
+
+    def knows_word(self, word: str) -> bool:
+        """Whether the corpus uses this (lower-case, unstemmed) word anywhere."""
+        return word in self._words
 
     def indexed(self, chunk: Chunk) -> str:
         doc = self.documents.get(chunk.doc_id)
-        return indexed_text(chunk, doc.title if doc else chunk.doc_id)
+        if doc is None:
+            return indexed_text(chunk, chunk.doc_id)
+        return indexed_text(chunk, doc.title, doc.keywords)
 
     def idf(self, token: str) -> float:
         """Inverse chunk frequency of a stemmed token; unseen tokens weigh the most."""
@@ -123,39 +146,42 @@ class HybridRetriever:
         k: int = 5,
         doc_ids: Sequence[str] | None = None,
         query_vector: np.ndarray | None = None,
-        depth: int = 50,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``."""
-        if not self.chunks:
+        n = len(self.chunks)
+        if not n:
             return []
-        mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(len(self.chunks), bool)
-        scores = self.bm25_scores(tokenize(query))
-        scores = np.where(mask, scores, 0.0)
-        order = np.argsort(-scores, kind="stable")
-        bm25_rank = {int(i): r for r, i in enumerate(order[:depth]) if scores[i] > 0}
+        mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(n, bool)
+        bm25 = self.bm25_scores(tokenize(query))
         vector = self.embedder.embed_query(query) if query_vector is None else query_vector
-        dense = self.generation.query(vector, depth, doc_ids)
-        dense_rank: dict[int, int] = {}
-        dense_sim: dict[int, float] = {}
-        for r, (chunk_id, sim) in enumerate(dense):
+        found = self.generation.query(vector, min(n, self.depth), doc_ids)
+        dense = np.full(n, min((s for _, s in found), default=0.0), dtype=np.float32)
+        for chunk_id, sim in found:
             i = self.by_id.get(chunk_id)
-            if i is not None and mask[i]:
-                dense_rank[i] = len(dense_rank)
-                dense_sim[i] = sim
-        fused: dict[int, float] = {}
-        for i, r in bm25_rank.items():
-            fused[i] = fused.get(i, 0.0) + self.bm25_weight / (self.rrf_k + r + 1)
-        for i, r in dense_rank.items():
-            fused[i] = fused.get(i, 0.0) + self.dense_weight / (self.rrf_k + r + 1)
-        best = sorted(fused, key=lambda i: (-fused[i], i))[:k]
+            if i is not None:
+                dense[i] = sim
+        candidates = np.flatnonzero(mask)
+        bm25_order = candidates[np.argsort(-bm25[candidates], kind="stable")]
+        dense_order = candidates[np.argsort(-dense[candidates], kind="stable")]
+        bm25_rank = {int(i): r for r, i in enumerate(bm25_order) if bm25[i] > 0}
+        dense_rank = {int(i): r for r, i in enumerate(dense_order)}
+        if self.fusion == "rrf":
+            fused = np.zeros(n, dtype=np.float64)
+            for i, r in bm25_rank.items():
+                fused[i] += self.bm25_weight / (self.rrf_k + r + 1)
+            for i, r in dense_rank.items():
+                fused[i] += self.dense_weight / (self.rrf_k + r + 1)
+        else:
+            fused = self.bm25_weight * _zscore(bm25, mask) + self.dense_weight * _zscore(dense, mask)
+        best = candidates[np.argsort(-fused[candidates], kind="stable")][:k]
         return [
             Hit(
                 chunk=self.chunks[i],
-                score=fused[i],
-                bm25=float(scores[i]),
-                dense=dense_sim.get(i, 0.0),
-                bm25_rank=bm25_rank.get(i),
-                dense_rank=dense_rank.get(i),
+                score=float(fused[i]),
+                bm25=float(bm25[i]),
+                dense=float(dense[i]),
+                bm25_rank=bm25_rank.get(int(i)),
+                dense_rank=dense_rank.get(int(i)),
             )
             for i in best
         ]

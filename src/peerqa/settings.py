@@ -69,9 +69,12 @@ class Settings(BaseSettings):
     # Retrieval
     top_k: int = Field(5, ge=1, le=50, description="Passages returned by search.")
     answer_k: int = Field(6, ge=1, le=20, description="Passages an answer may draw on.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
-    bm25_weight: float = Field(1.0, ge=0, description="Weight of BM25 ranks in fusion.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of dense-vector ranks in fusion.")
+    fusion: Literal["zscore", "rrf"] = Field(
+        "zscore", description="How BM25 and dense scores combine: standardised sum, or RRF."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (fusion=rrf).")
+    bm25_weight: float = Field(0.3, ge=0, description="Weight of BM25 in fusion.")
+    dense_weight: float = Field(0.7, ge=0, description="Weight of dense vectors in fusion.")
 
     # Answers
     answer_mode: Literal["extractive", "openai"] = Field(
@@ -85,7 +88,7 @@ class Settings(BaseSettings):
         1000, ge=10, description="Longest question accepted, in characters."
     )
     min_coverage: float = Field(
-        0.5,
+        0.15,
         ge=0,
         le=1,
         description="Abstain when retrieved passages cover less than this share of the question.",

@@ -21,6 +21,7 @@ class Document:
     date_note: str = ""
     kind: str = ""
     url: str | None = None
+    keywords: tuple[str, ...] = ()
 
     @property
     def year_label(self) -> str:
