@@ -25,7 +25,7 @@ from .embeddings import Embedder, get_embedder
 from .errors import IndexNotFoundError, InputError, StoreError
 from .llm import OpenAIAnswerer
 from .retrieval import Hit, HybridRetriever
-from .settings import Settings
+from .settings import Settings, load_settings
 from .store import FORMAT_VERSION, ChromaLocation, IndexStore
 from .types import Answer, Document, Passage
 
@@ -96,9 +96,7 @@ class Assistant:
             overrides["corpus_dir"] = Path(corpus_dir)
         if index_dir is not None:
             overrides["index_dir"] = Path(index_dir)
-        base = settings or Settings()
-        self.settings = Settings.model_validate({**base.model_dump(), **overrides}) if overrides \
-            else base
+        self.settings = load_settings(settings, **overrides)
         self._embedder = embedder
         self._corpus: Corpus | None = None
         self._retriever: HybridRetriever | None = None

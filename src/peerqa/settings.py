@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -149,6 +149,26 @@ class Settings(BaseSettings):
         corpus = self.resolved_corpus_dir.resolve()
         digest = hashlib.sha256(str(corpus).encode()).hexdigest()[:10]
         return _cache_root() / f"{corpus.name}-{digest}"
+
+
+def load_settings(base: Settings | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment (or ``base``) with ``overrides`` on top, validated.
+
+    Invalid values raise ConfigurationError naming the variable to fix, not pydantic's error.
+    """
+    try:
+        if base is None:
+            return Settings(**overrides)
+        if not overrides:
+            return base
+        return Settings.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"PEERQA_{name.upper()}: {message}" if err["loc"] else message)
+        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
 
 
 def settings_table() -> str:
