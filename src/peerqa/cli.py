@@ -172,6 +172,31 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import format_table, load_gold_items, run_eval
+
+    assistant = _assistant(args)
+    _ensure_index(assistant, args)
+    items, source = load_gold_items(args.gold)
+    if args.type:
+        items = [i for i in items if i.type == args.type]
+    if args.limit is not None:
+        items = items[: max(args.limit, 0)]
+    if not items:
+        raise InputError(f"no gold items to evaluate in {source}: check --type and --limit")
+    run = run_eval(assistant, items, k=args.k, compare=args.compare, progress=not args.quiet,
+                   gold=source)
+    print(format_table(run))
+    if args.json:
+        run.write_json(args.json)
+        print(f"per-item results: {args.json}", file=sys.stderr)
+    if args.report:
+        from .report import write_report
+
+        print(f"report: {write_report(run, args.report)}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="peerqa",
@@ -207,6 +232,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("docs", parents=[common], help="list the corpus's documents")
     p.set_defaults(func=cmd_docs)
+
+    from .gold import TYPES
+
+    # Not parents=[common]: here --json takes a file name (the table still goes to stdout).
+    p = sub.add_parser("eval", help="score answers and retrieval on the gold set")
+    p.add_argument("--corpus", metavar="DIR", help="folder of .txt/.md documents "
+                   "(default: the bundled corpus; env PEERQA_CORPUS_DIR)")
+    p.add_argument("--index-dir", metavar="DIR", help="where the index lives "
+                   "(env PEERQA_INDEX_DIR)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--gold", metavar="FILE", help="gold JSONL file (default: evals/gold.jsonl)")
+    p.add_argument("-k", "--k", type=int, default=5, help="cutoff for hit@k and recall@k")
+    p.add_argument("--json", metavar="OUT", help="write the per-item results as JSON")
+    p.add_argument("--report", metavar="OUT.html", help="write an HTML report")
+    p.add_argument("--compare", action="store_true",
+                   help="also run plain BM25 and a plain llama-index pipeline on the same items")
+    p.add_argument("--type", choices=TYPES, help="only the items of this type")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N items")
+    p.add_argument("--mode", choices=["extractive", "openai"], help="answer mode")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
