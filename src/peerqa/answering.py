@@ -47,6 +47,7 @@ _NUMBER = re.compile(
 # Capitalised words so common in English that their absence from the corpus says nothing.
 _GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
 MIN_SENTENCE_WORDS = 5
+_REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,8 @@ def _candidates(
         doc_text = retriever.documents[chunk.doc_id].text
         prior = hit.score / best if best else 0.0
         section_tokens = set(tokenize(chunk.section))
+        # A reference list names sources; quoting it rarely answers anything.
+        damp = 0.5 if chunk.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
         for a, b in sentence_spans(doc_text, chunk.start, chunk.end):
             bullet = _BULLET.match(doc_text, a, b)
             if bullet:
@@ -124,7 +127,7 @@ def _candidates(
             cov = terms.coverage(set(tokens))
             # The section title counts a little: a sentence under "Training" is about training.
             cov_ctx = terms.coverage(set(tokens) | section_tokens)
-            score = (0.8 * cov + 0.2 * cov_ctx) * (0.55 + 0.45 * prior)
+            score = damp * (0.8 * cov + 0.2 * cov_ctx) * (0.55 + 0.45 * prior)
             out.append(_Candidate(rank, a, b, text, tokens, score, cov))
     return out
 

@@ -13,10 +13,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .chunking import sentence_spans
 from .retrieval import tokenize, words
 
 MARKER = re.compile(r"\[(\d{1,3})\]")
+# Where a streamed written answer may be cut into sentences (used by llm.py while streaming).
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"“‘(])|(?<=\])\s+(?=[A-Z\"“‘(])|\n+")
+_TAGS_ONLY = re.compile(r"(?:\[[^\]]*\]\s*)+")  # e.g. "[unsupported]" after a sentence
+_AFTER_MARKERS = re.compile(r"(?<=\])\s+(?=[^\[\s])")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _NEGATIONS = {"not", "no", "never", "none", "neither", "nor", "without", "cannot", "isn't",
               "aren't", "wasn't", "weren't", "don't", "doesn't", "didn't"}
@@ -42,14 +46,26 @@ class MarkedSentence:
 
 
 def marked_sentences(answer_text: str) -> list[MarkedSentence]:
-    """An answer's sentences, each with the [n] markers it carries, markers removed from text."""
+    """An answer's sentences, each with the [n] markers it carries, markers removed from text.
+
+    The text is first cut after each run of markers followed by more text, then each piece at
+    sentence ends (with the chunker's rules, so "et al. (2021)" stays whole).
+    """
     out = []
-    for part in _SENTENCE_BREAK.split(answer_text):
-        numbers = tuple(dict.fromkeys(markers(part)))
-        text = MARKER.sub("", part).strip()
-        text = re.sub(r"\s+([.,;:!?])", r"\1", text)
-        if re.search(r"\w", text):
-            out.append(MarkedSentence(text, numbers))
+    for line in answer_text.splitlines():
+        for piece in _AFTER_MARKERS.split(line):
+            spans = sentence_spans(piece) or [(0, len(piece))]
+            for a, b in spans:
+                part = piece[a:b]
+                numbers = tuple(dict.fromkeys(markers(part)))
+                text = MARKER.sub("", part).strip()
+                text = re.sub(r"\s+([.,;:!?])", r"\1", text)
+                if not re.search(r"\w", text) or _TAGS_ONLY.fullmatch(text):
+                    if numbers and out:  # "Sentence. [1]" cut as "Sentence." + "[1]"
+                        prev = out[-1]
+                        out[-1] = MarkedSentence(prev.text, tuple(dict.fromkeys(prev.numbers + numbers)))
+                    continue
+                out.append(MarkedSentence(text, numbers))
     return out
 
 
