@@ -35,6 +35,7 @@ class Reply:
     content: Content = ""
     status: int = 200
     error: str = "scripted error"
+    code: str | None = None  # the error's code, e.g. "insufficient_quota"
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False  # accept the request and never answer
     finish_reason: str = "stop"
@@ -142,8 +143,8 @@ class FakeOpenAI:
             self._stop.wait(30)
             return
         if reply.status != 200:
-            self._send_json(h, reply.status, {"error": {"message": reply.error, "type": "test"}},
-                            reply.headers)
+            error = {"message": reply.error, "type": "test", "code": reply.code}
+            self._send_json(h, reply.status, {"error": error}, reply.headers)
             return
         content = reply.content(body) if callable(reply.content) else reply.content
         model = body.get("model", "fake")

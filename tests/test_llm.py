@@ -11,9 +11,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from peerqa import Answer, Assistant, BackendAuthError, BackendTimeoutError, ConfigurationError
+from peerqa import (
+    Answer,
+    Assistant,
+    BackendAuthError,
+    BackendTimeoutError,
+    ConfigurationError,
+    Settings,
+)
 from peerqa.answering import ABSTAIN_TEXT, check_citations
 from peerqa.citations import marked_sentences, supports
 from peerqa.llm import NOT_COVERED, UNSUPPORTED_FLAG, Verifier, build_prompt, scrub
@@ -108,15 +118,15 @@ def make_assistant(
     """Assistants in openai mode pointed at the fake server: the tiny corpus, or ``corpus``."""
 
     def make(corpus: Path | None = None, **overrides: Any) -> Assistant:
-        settings = {
+        values = {
             "answer_mode": "openai",
             "openai_api_key": KEY,
             "openai_base_url": fake_openai.base_url,
             **overrides,
         }
         if corpus is None:
-            return Assistant(corpus_dir=tiny_corpus, index_dir=tiny_index, **settings)
-        return Assistant(corpus_dir=corpus, index_dir=tmp_path / "own-index", **settings)
+            return Assistant(corpus_dir=tiny_corpus, index_dir=tiny_index, **values)
+        return Assistant(corpus_dir=corpus, index_dir=tmp_path / "own-index", **values)
 
     return make
 
@@ -158,6 +168,44 @@ def test_verifier__same_answer_whether_read_whole_or_in_pieces() -> None:
     )
     assert whole.unsupported == 1 and whole.uncited == 0
     assert [c.number for c in whole.citations()] == [1, 2]
+
+
+_TRICKY_SOURCES = [
+    _passage("Peters et al. (2021) describe a framework for peer roles. It has 3 stages."),
+    _passage("Peer workers need regular supervision. Supervision happens monthly."),
+]
+_TRICKY_REPLY = (
+    "Peters et al. (2021) describe a framework for peer roles [1]. It has 3 stages [1].\n"
+    "1. Peer workers need regular supervision [2].\n"
+    "2. Supervision happens monthly. [2] Peer workers fly planes [2].\n\n"
+    "The sources do not say who pays for supervision."
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(_TRICKY_REPLY) - 1), max_size=25))
+def test_verifier__any_cut_of_the_stream_gives_the_answer_the_judge_accepts(
+    cuts: list[int],
+) -> None:
+    whole = Verifier(_TRICKY_SOURCES)
+    whole.feed(_TRICKY_REPLY)
+    whole.flush()
+    assert whole.text == (
+        "Peters et al. (2021) describe a framework for peer roles. [1] It has 3 stages. [1]\n"
+        "- Peer workers need regular supervision. [2]\n"
+        "- Supervision happens monthly. [2]"
+    )
+    assert (whole.unsupported, whole.uncited, whole.gap) == (1, 0, True)
+    checks = check_citations(whole.text, whole.citations())
+    assert checks["unsupported_sentences"] == [] and checks["markers_resolve"]
+
+    bounds = [0, *sorted(set(cuts)), len(_TRICKY_REPLY)]
+    split = Verifier(_TRICKY_SOURCES)
+    pieces = [
+        p for a, b in zip(bounds, bounds[1:], strict=False) for p in split.feed(_TRICKY_REPLY[a:b])
+    ]
+    pieces += split.flush()
+    assert "".join(pieces) == whole.text
 
 
 def test_build_prompt__cuts_passages_and_history_to_fit_and_says_so() -> None:
@@ -300,13 +348,21 @@ def test_ask__5xx_retries_are_bounded_then_fall_back(
 
 
 @pytest.mark.server
-def test_ask__retry_after_longer_than_the_cap_is_not_waited_for(
+def test_ask__429_is_not_retried_when_waiting_cannot_help(
     make_assistant: Callable[..., Assistant], fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.script(Reply(status=429, headers={"retry-after": "3600"}), reply(well_cited))
-    answer = make_assistant().ask(QUESTION)
+    fake_openai.script(
+        Reply(status=429, headers={"retry-after": "3600"}),
+        Reply(status=429, error="You exceeded your current quota", code="insufficient_quota"),
+        reply(well_cited),
+    )
+    a = make_assistant()
+    too_long = a.ask(QUESTION)
     assert len(fake_openai.chat_requests()) == 1
-    assert answer.mode == "extractive" and "HTTP 429" in answer.notices[0]
+    assert too_long.mode == "extractive" and "HTTP 429" in too_long.notices[0]
+    no_quota = a.ask(QUESTION)
+    assert len(fake_openai.chat_requests()) == 2
+    assert "no quota left" in no_quota.notices[0] and "exceeded" in no_quota.notices[0]
 
 
 @pytest.mark.server
@@ -465,7 +521,7 @@ def test_ask__budget_cut_is_reported(
     fake_openai.script(reply(lambda b: f"{sources_of(b)[1].split('. ')[0]} [1]."))
     history = [{"role": "user", "content": "Tell me about peer work. " * 200},
                {"role": "assistant", "content": "Peer workers share lived experience [1]."}]
-    answer = make_assistant(openai_context_window=1024, openai_answer_tokens=400).ask(
+    answer = make_assistant(openai_context_window=1024, openai_answer_tokens=550).ask(
         QUESTION, history=history
     )
     body = fake_openai.chat_requests()[0]
@@ -473,5 +529,62 @@ def test_ask__budget_cut_is_reported(
     assert answer.checks["passages_sent"] == len(sources_of(body))
     assert answer.checks["passages_cut"] > 0
     assert any("were left out" in n for n in answer.notices)
-    assert body["max_tokens"] == 400
+    assert body["max_tokens"] == 550
     assert answer.mode == "openai" and answer.citations
+
+
+# --------------------------------------------------------------------------- OpenAI embeddings
+
+
+@pytest.mark.server
+def test_openai_embeddings__build_and_query_an_index_in_batches_without_empty_inputs(
+    tiny_corpus: Path, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    from peerqa.embeddings import OpenAIEmbedder, get_embedder
+
+    config = Settings(
+        embedding_backend="openai",
+        openai_embedding_model="fake-embed",
+        openai_api_key=KEY,
+        openai_base_url=fake_openai.base_url,
+    )
+    assert isinstance(get_embedder(config), OpenAIEmbedder)
+    embedder = OpenAIEmbedder(config, batch_size=3)
+    a = Assistant(tiny_corpus, tmp_path / "idx", settings=config, embedder=embedder)
+    info = a.index()
+    assert info.built and info.n_chunks > 3
+    assert a.store.current_manifest()["embedder"] == "openai:fake-embed"
+
+    batches = [b["input"] for b in fake_openai.embedding_requests()]
+    assert all(isinstance(t, str) and t.strip() for batch in batches for t in batch)
+    assert all(1 <= len(batch) <= 3 for batch in batches)
+    assert sum(len(b) for b in batches) == info.n_chunks + 1  # + one probe of the width
+    assert all(b["model"] == "fake-embed" for b in fake_openai.embedding_requests())
+
+    hits = a.retriever.search("remote supervision by video call", 3)
+    assert "video call" in hits[0].chunk.text and hits[0].dense_rank == 0
+    assert fake_openai.embedding_requests()[-1]["input"] == ["remote supervision by video call"]
+    answer = a.ask("How are peer workers in rural areas supervised?")
+    assert not answer.abstained and "video call" in answer.text
+
+    before = len(fake_openai.embedding_requests())
+    vectors = embedder.embed_documents(["", "  \n", "peer workers"])
+    assert fake_openai.embedding_requests()[before:][0]["input"] == ["peer workers"]
+    assert vectors.shape == (3, embedder.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+    # Another model built another index: the change is noticed and the index rebuilt.
+    other = Assistant(tiny_corpus, tmp_path / "idx",
+                      settings=config.model_copy(update={"openai_embedding_model": "fake-2"}))
+    assert other.embedder.name == "openai:fake-2"
+    assert not other.index_is_current()
+    assert other.index().built
+
+
+def test_openai_embedder__known_model_needs_no_probe_and_a_key() -> None:
+    from peerqa.embeddings import OpenAIEmbedder
+
+    embedder = OpenAIEmbedder(Settings(openai_api_key=KEY))
+    assert embedder.name == "openai:text-embedding-3-small" and embedder.dim == 1536
+    with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
+        OpenAIEmbedder(Settings(embedding_backend="openai"))

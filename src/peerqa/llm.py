@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from .answering import abstention, check_citations, extractive_answer
 from .chunking import count_tokens, sentence_spans
-from .citations import _SENTENCE_BREAK, marked_sentences, supports
+from .citations import MarkedSentence, marked_sentences, supports
 from .errors import BackendAuthError, BackendError, BackendTimeoutError, ConfigurationError
 from .retrieval import tokenize
 from .types import Answer, Citation, Passage
@@ -85,6 +85,7 @@ REPLY_PRIMING = 3  # tokens the chat format adds to prime the reply
 
 _BULLET = re.compile(r"^(?:[-*•–]|\d{1,2}[.)])\s+")
 _MARKER_LIST = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})+)\s*\]")
+_PARTIAL_MARKER = re.compile(r"\[[^\]]*$")  # a marker still arriving: "[1" or "["
 _MARKER_ANY = re.compile(r"\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\]")
 _GAP = re.compile(
     r"\b(?:sources?|documents?|passages?)\b.*\b(?:do|does|did)\s*(?:not|n't)\b"
@@ -161,7 +162,10 @@ class OpenAIBackend:
         return scrub(text, self._key)
 
     def call(self, request: Callable[[OpenAI], T], what: str) -> T:
-        """Run ``request`` with retries on 429, 5xx and refused connections; map failures."""
+        """Run ``request`` with retries on 429, 5xx and refused connections; map failures.
+
+        ``what`` names the service in messages: "chat model", "embedding model".
+        """
         import openai
 
         attempt = 0
@@ -171,7 +175,7 @@ class OpenAIBackend:
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
                 status = getattr(exc, "status_code", None)
                 retriable = not isinstance(exc, openai.APITimeoutError) and (
-                    status is None or status == 429 or status >= 500
+                    status is None or status >= 500 or (status == 429 and not _out_of_quota(exc))
                 )
                 wait = self._retry_wait(exc, attempt)
                 if not retriable or attempt >= self.max_retries or wait is None:
@@ -215,47 +219,59 @@ class OpenAIBackend:
         status = getattr(exc, "status_code", None)
         if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
             return BackendTimeoutError(
-                f"{what}: the backend at {where} did not answer within {self.timeout:g} s: "
+                f"the {what} at {where} did not answer within {self.timeout:g} s: "
                 "try again later, or raise PEERQA_OPENAI_TIMEOUT"
             )
         if status == 401:
             return BackendAuthError(
-                f"{what}: the backend at {where} rejected the API key (HTTP 401): set a valid key "
+                f"the {what} at {where} rejected the API key (HTTP 401): set a valid key "
                 "in OPENAI_API_KEY (or PEERQA_OPENAI_API_KEY)"
             )
         if status == 403:
             return BackendAuthError(
-                f"{what}: the backend at {where} refused this key access "
+                f"the {what} at {where} refused this key access "
                 f"(HTTP 403{_colon(detail)}): "
                 "check the key's project and model permissions"
             )
         if status == 404:
+            model = "PEERQA_OPENAI_" + ("EMBEDDING_MODEL" if "embedding" in what else "MODEL")
             return BackendError(
-                f"{what}: the backend at {where} has no such model or endpoint (HTTP 404"
-                f"{_colon(detail)}): check PEERQA_OPENAI_MODEL, PEERQA_OPENAI_EMBEDDING_MODEL and "
-                "PEERQA_OPENAI_BASE_URL"
+                f"the {what} at {where} has no such model or endpoint (HTTP 404"
+                f"{_colon(detail)}): check {model} and PEERQA_OPENAI_BASE_URL"
+            )
+        if status == 429 and _out_of_quota(exc):
+            return BackendError(
+                f"the {what} at {where} says the account has no quota left (HTTP 429"
+                f"{_colon(detail)}): check the account's billing and limits"
             )
         if status == 429:
             return BackendError(
-                f"{what}: the backend at {where} is rate limiting requests (HTTP 429{tried}"
+                f"the {what} at {where} is rate limiting requests (HTTP 429{tried}"
                 f"{_colon(detail)}): wait a minute and try again, or check the account's limits"
             )
         if status is not None and status >= 500:
             return BackendError(
-                f"{what}: the backend at {where} failed (HTTP {status}{tried}): try again later"
+                f"the {what} at {where} failed (HTTP {status}{tried}): try again later"
             )
         if status is not None:
             return BackendError(
-                f"{what}: the backend at {where} refused the request (HTTP {status}"
+                f"the {what} at {where} refused the request (HTTP {status}"
                 f"{_colon(detail)}): check the model and settings"
             )
         if isinstance(exc, (openai.APIConnectionError, httpx.TransportError)):
             return BackendError(
-                f"{what}: cannot reach the backend at {where}{tried}: check PEERQA_OPENAI_BASE_URL "
+                f"cannot reach the {what} at {where}{tried}: check PEERQA_OPENAI_BASE_URL "
                 "and the network"
             )
-        return BackendError(f"{what}: the backend at {where} failed ({type(exc).__name__}"
+        return BackendError(f"the {what} at {where} failed ({type(exc).__name__}"
                             f"{_colon(detail)})")
+
+
+def _out_of_quota(exc: BaseException) -> bool:
+    """OpenAI's 429 for an exhausted balance: waiting will not help, so it is not retried."""
+    body = getattr(exc, "body", None)
+    inner = body.get("error", body) if isinstance(body, Mapping) else None
+    return isinstance(inner, Mapping) and inner.get("code") == "insufficient_quota"
 
 
 def _colon(detail: str) -> str:
@@ -382,7 +398,12 @@ class _Kept:
 
 @dataclass
 class Verifier:
-    """Reads a reply as it arrives and lets through only sentences the cited passages support."""
+    """Reads a reply as it arrives and lets through only sentences the cited passages support.
+
+    Sentences are cut exactly as the judge cuts them (``citations.marked_sentences``, line by
+    line), so the answer shown is judged on the same sentences that were verified. While a
+    line is still arriving, only its sentences followed by more text are final.
+    """
 
     sources: Sequence[Passage]
     flag_unsupported: bool = False
@@ -395,51 +416,56 @@ class Verifier:
     gap: bool = False
     parts: list[str] = field(default_factory=list)
     raw: str = ""
-    _buffer: str = ""
-    _gap_strength: int = 0
+    _line: str = ""
+    _line_done: int = 0  # sentences of the current line already judged
+    _line_shown: bool = False  # whether one of them was kept (it carries the bullet)
+    _newlines: int = 0  # line breaks since the last kept sentence
 
     def feed(self, delta: str) -> list[str]:
         """Verified text completed by ``delta``, in pieces that start with their separator."""
         self.raw += delta
-        self._buffer += delta
-        out = []
-        while True:
-            m = _SENTENCE_BREAK.search(self._buffer)
-            # A break touching the end may still grow (more newlines) or be undecided: wait.
-            if m is None or m.end() >= len(self._buffer):
-                break
-            piece = self._segment(self._buffer[: m.start()])
-            if piece is not None:
-                out.append(piece)
-            sep = m.group()
-            self._gap_strength = max(self._gap_strength, min(sep.count("\n"), 2))
-            self._buffer = self._buffer[m.end():]
+        out: list[str] = []
+        *complete, self._line = (self._line + delta).split("\n")
+        for line in complete:
+            out += self._judge_line(line, final=True)
+            self._line_done, self._line_shown = 0, False
+            self._newlines += 1
+        out += self._judge_line(self._line, final=False)
         return out
 
     def flush(self) -> list[str]:
-        """The last sentence, once the reply has ended."""
-        rest, self._buffer = self._buffer, ""
-        piece = self._segment(rest)
-        return [piece] if piece is not None else []
+        """The last sentences, once the reply has ended."""
+        out = self._judge_line(self._line, final=True)
+        self._line, self._line_done, self._line_shown = "", 0, False
+        return out
 
     @property
     def text(self) -> str:
         return "".join(self.parts)
 
-    def _segment(self, segment: str) -> str | None:
-        line = segment.strip()
-        bullet = _BULLET.match(line)
-        prefix = ""
+    def _judge_line(self, line: str, final: bool) -> list[str]:
+        body = line.strip()
+        bullet = _BULLET.match(body)
         if bullet:
-            # "1." would read to the judge as a number the passage must contain: use "- ".
-            prefix, line = "- ", line[bullet.end():]
-        line = _MARKER_LIST.sub(
-            lambda m: "".join(f"[{n}]" for n in re.split(r"\s*[,;]\s*", m.group(1))), line
+            # "1." would read to the judge as a sentence or a number the passage must hold.
+            body = body[bullet.end():]
+        if not final:
+            body = _PARTIAL_MARKER.sub("", body)
+        body = _MARKER_LIST.sub(
+            lambda m: "".join(f"[{n}]" for n in re.split(r"\s*[,;]\s*", m.group(1))), body
         )
-        found = marked_sentences(line)
-        if not found:
-            return None
-        sentence = found[0]
+        sentences = marked_sentences(body)
+        ready = len(sentences) if final else len(sentences) - 1
+        out = []
+        for sentence in sentences[self._line_done : ready]:
+            piece = self._judge(sentence, "- " if bullet and not self._line_shown else "")
+            if piece is not None:
+                self._line_shown = True
+                out.append(piece)
+        self._line_done = max(self._line_done, ready)
+        return out
+
+    def _judge(self, sentence: MarkedSentence, prefix: str) -> str | None:
         if not sentence.numbers and _FORMATTING.match(sentence.text):
             return None  # a heading or a lead-in such as "Key points:"
         n_sources = len(self.sources)
@@ -465,8 +491,9 @@ class Verifier:
         body = f"{prefix}{sentence.text} {marks}".rstrip()
         if not supported:
             body += f" {UNSUPPORTED_FLAG}"
-        sep = ("", " ", "\n", "\n\n")[self._gap_strength + 1] if self.parts else ""
-        self._gap_strength = 0
+        breaks = min(self._newlines, 2)
+        sep = ("\n" * breaks or " ") if self.parts else ""
+        self._newlines = 0
         self.kept.append(_Kept(sentence.text, valid, supported))
         self.parts.append(sep + body)
         return sep + body
@@ -600,7 +627,7 @@ class OpenAIAnswerer:
             if s.strict:
                 raise
             failure = exc
-            log.warning("falling back to the extractive answer: %s", exc)
+            log.info("falling back to the extractive answer: %s", exc)
         if failure is None:
             yield from verifier.flush()
         yield self._compose(question, passages, prompt, verifier, reply, failure, hits, terms,
@@ -624,7 +651,7 @@ class OpenAIAnswerer:
         import httpx
         import openai
 
-        what = "written answer"
+        what = "chat model"
         req = self._request(prompt, stream)
         if not stream:
             completion = self.backend.call(lambda c: c.chat.completions.create(**req), what)
