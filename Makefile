@@ -20,8 +20,11 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; \
 	  else echo "chromium not found: browser tests will be skipped (apt-get install chromium)"; fi; }
 
+# The chat app, offline, on http://127.0.0.1:7860 (PEERQA_HOST / PEERQA_PORT to change).
+# The first start builds the index (about a minute, with a progress bar); later starts reuse it.
 run: $(STAMP)
-	$(BIN)/peerqa ask "How should a team prepare before its first peer support worker starts?"
+	@echo "peerqa: starting the app at http://$${PEERQA_HOST:-127.0.0.1}:$${PEERQA_PORT:-7860}"
+	GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 $(BIN)/python app_gradio.py
 
 index: $(STAMP)
 	$(BIN)/peerqa index
