@@ -56,6 +56,7 @@ class QuestionTerms:
 
     query: str
     weights: dict[str, float]
+    mentioned: tuple[str, ...] = ()
 
     @property
     def total(self) -> float:
@@ -89,7 +90,10 @@ def question_terms(
         query = f"{question} {earlier}"
         for t in tokenize(earlier):
             weights.setdefault(t, 0.5 * retriever.idf(t))
-    return QuestionTerms(query=query, weights=weights)
+    mentioned = tuple(retriever.mentioned_documents(question))
+    if not mentioned and earlier:
+        mentioned = tuple(retriever.mentioned_documents(earlier))
+    return QuestionTerms(query=query, weights=weights, mentioned=mentioned)
 
 
 @dataclass(frozen=True, slots=True)

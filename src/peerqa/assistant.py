@@ -239,7 +239,7 @@ class Assistant:
                 s = self.settings
                 self._retriever = HybridRetriever(
                     gen, self.embedder, docs, rrf_k=s.rrf_k, bm25_weight=s.bm25_weight,
-                    dense_weight=s.dense_weight, fusion=s.fusion,
+                    dense_weight=s.dense_weight, fusion=s.fusion, mention_boost=s.mention_boost,
                 )
             return self._retriever
 
@@ -320,7 +320,7 @@ class Assistant:
             self._openai()  # a missing key is reported before any index work
         retriever = self.retriever
         terms = question_terms(question, turns, retriever)
-        hits = retriever.search(terms.query, k, ids)
+        hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
         return question, turns, hits, terms, retriever
 
     def _openai(self) -> OpenAIAnswerer:

@@ -152,6 +152,7 @@ def load_corpus(directory: str | Path) -> Corpus:
                 kind=str(meta.get("kind") or ""),
                 url=meta.get("url"),
                 keywords=tuple(str(k) for k in meta.get("keywords") or ()),
+                aliases=tuple(str(k) for k in meta.get("aliases") or ()),
             )
         )
     ignored = sorted(

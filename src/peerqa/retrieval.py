@@ -87,6 +87,7 @@ class HybridRetriever:
         dense_weight: float = 0.7,
         fusion: str = "zscore",
         depth: int = 1000,
+        mention_boost: float = 1.0,
     ) -> None:
         import bm25s
 
@@ -100,6 +101,13 @@ class HybridRetriever:
         self.dense_weight = dense_weight
         self.fusion = fusion
         self.depth = depth
+        self.mention_boost = mention_boost
+        self._alias_patterns = {
+            d.doc_id: re.compile(
+                r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in d.aliases) + r")(?![\w-])", re.I
+            )
+            for d in documents.values() if d.aliases
+        }
         corpus_tokens = [tokenize(self.indexed(c)) for c in self.chunks]
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus_tokens, show_progress=False)
@@ -115,6 +123,10 @@ class HybridRetriever:
         self._words = {
             w for d in documents.values() for w in words(f"{d.text} {' '.join(d.keywords)}")
         }
+
+    def mentioned_documents(self, text: str) -> list[str]:
+        """Documents the text names by one of their aliases ("the Fife review", "QUB")."""
+        return [d for d, pattern in self._alias_patterns.items() if pattern.search(text)]
 
     def knows_word(self, word: str) -> bool:
         """Whether the corpus uses this (lower-case, unstemmed) word anywhere."""
@@ -146,8 +158,12 @@ class HybridRetriever:
         k: int = 5,
         doc_ids: Sequence[str] | None = None,
         query_vector: np.ndarray | None = None,
+        mentioned: Sequence[str] | None = None,
     ) -> list[Hit]:
-        """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``."""
+        """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``.
+
+        Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
+        """
         n = len(self.chunks)
         if not n:
             return []
@@ -173,6 +189,11 @@ class HybridRetriever:
                 fused[i] += self.dense_weight / (self.rrf_k + r + 1)
         else:
             fused = self.bm25_weight * _zscore(bm25, mask) + self.dense_weight * _zscore(dense, mask)
+        if mentioned is None:
+            mentioned = self.mentioned_documents(query)
+        if mentioned and self.mention_boost:
+            scale = 1.0 if self.fusion == "zscore" else 1.0 / (self.rrf_k + 1)
+            fused = fused + self.mention_boost * scale * np.isin(self._doc_of, list(mentioned))
         best = candidates[np.argsort(-fused[candidates], kind="stable")][:k]
         return [
             Hit(

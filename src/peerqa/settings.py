@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (fusion=rrf).")
     bm25_weight: float = Field(0.3, ge=0, description="Weight of BM25 in fusion.")
     dense_weight: float = Field(0.7, ge=0, description="Weight of dense vectors in fusion.")
+    mention_boost: float = Field(
+        1.0, ge=0, description="Boost for passages of a document the question names (e.g. 'Fife')."
+    )
 
     # Answers
     answer_mode: Literal["extractive", "openai"] = Field(

@@ -22,6 +22,7 @@ class Document:
     kind: str = ""
     url: str | None = None
     keywords: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
 
     @property
     def year_label(self) -> str:
