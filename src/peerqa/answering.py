@@ -38,12 +38,19 @@ _FOLLOW_UP = re.compile(
 _BULLET = re.compile(r"(?:[-*•–]|\d{1,2}[.)]|#{1,6})\s+")  # used with .match(text, pos)
 _LINK_TITLE = re.compile(r"^\[[^\]]+\]\([^)]*\)")
 _NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
+# Questions whose answer is a figure: a count, an amount, a rate, a pay band.
 _NUMERIC_QUESTION = re.compile(
-    r"\b(how many|how much|what percentage|what proportion|what share|what rate|how long|"
-    r"what number)\b", re.I)
+    r"\b(how many|how much|how long|what percentage|what proportion|what share|what number|"
+    r"what (?:\w+ ){0,2}(?:rate|salary|wage|pay|band|grade|cost|fee|headcount|figure))\b",
+    re.I,
+)
 _NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|hundred|"
-    r"dozen|half|third|quarter|few|several|many|most|some)\b", re.I)
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+    r"fifty|hundred|thousand|dozen|half|third|quarter|double|twice)\b",
+    re.I,
+)
+# "fortnightly or monthly?": an either-or question names the answers it will accept.
+_ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
 # Capitalised words so common in English that their absence from the corpus says nothing.
 _GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
 MIN_SENTENCE_WORDS = 5
@@ -178,10 +185,15 @@ def should_abstain(
         return True
     if question and unknown_names(question, retriever):
         return True
-    if question and _NUMERIC_QUESTION.search(question):
-        candidates = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)[:6]
-        if not any(_NUMBER.search(c.text) for c in candidates):
+    if question and (_NUMERIC_QUESTION.search(question) or _ALTERNATIVES.search(question)):
+        best = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)[:3]
+        if _NUMERIC_QUESTION.search(question) and not any(_NUMBER.search(c.text) for c in best):
             return True
+        choice = _ALTERNATIVES.search(question)
+        if choice:
+            options = {t for w in choice.groups() for t in tokenize(w)}
+            if options and not any(options & c.tokens for c in best):
+                return True
     covered: set[str] = set()
     best_single = 0.0
     for hit in hits[:3]:
