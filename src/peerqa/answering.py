@@ -118,11 +118,10 @@ def _candidates(
     hits: Sequence[Hit], terms: QuestionTerms, retriever: HybridRetriever
 ) -> list[_Candidate]:
     out: list[_Candidate] = []
-    best = hits[0].score if hits else 1.0
     for rank, hit in enumerate(hits):
         chunk = hit.chunk
         doc_text = retriever.documents[chunk.doc_id].text
-        prior = hit.score / best if best else 0.0
+        prior = 1.0 / (1.0 + 0.3 * rank)  # earlier passages are likelier to answer
         section_tokens = set(tokenize(chunk.section))
         # A reference list names sources; quoting it rarely answers anything.
         damp = 0.5 if chunk.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
@@ -138,7 +137,7 @@ def _candidates(
             cov = terms.coverage(set(tokens))
             # The section title counts a little: a sentence under "Training" is about training.
             cov_ctx = terms.coverage(set(tokens) | section_tokens)
-            score = damp * (0.8 * cov + 0.2 * cov_ctx) * (0.55 + 0.45 * prior)
+            score = damp * (0.8 * cov + 0.2 * cov_ctx) * (0.5 + 0.5 * prior)
             out.append(_Candidate(rank, a, b, text, tokens, score, cov))
     return out
 
