@@ -97,10 +97,9 @@ def question_terms(
         query = f"{question} {earlier}"
         for t in tokenize(earlier):
             weights.setdefault(t, 0.5 * retriever.idf(t))
-    mentioned = tuple(retriever.mentioned_documents(question))
-    if not mentioned and earlier:
-        mentioned = tuple(retriever.mentioned_documents(earlier))
-    return QuestionTerms(query=query, weights=weights, mentioned=mentioned)
+    return QuestionTerms(
+        query=query, weights=weights, mentioned=tuple(retriever.mentioned_documents(query))
+    )
 
 
 @dataclass(frozen=True, slots=True)
