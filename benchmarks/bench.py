@@ -58,7 +58,8 @@ def main() -> None:
         t0 = time.perf_counter()
         info = a.index()
         build = time.perf_counter() - t0
-        print(f"build from scratch:        {build:6.1f} s  ({info.n_chunks} chunks; target <= 30 s)")
+        print(f"build from scratch:        {build:6.1f} s  ({info.n_chunks} chunks;"
+              " target <= 30 s)")
 
         child = subprocess.run([sys.executable, "-c", CHILD, str(index_dir)], env=env,
                                capture_output=True, text=True, check=True)

@@ -68,7 +68,8 @@ def test_ask__follow_up_resolves_against_the_previous_question(assistant):
 
 def test_ask__accepts_gradio_style_content_parts_in_history(assistant):
     answer = assistant.ask("And their supervision?", history=[
-        {"role": "user", "content": [{"type": "text", "text": "What training do peer workers need?"}]},
+        {"role": "user",
+         "content": [{"type": "text", "text": "What training do peer workers need?"}]},
     ])
     assert "training" in answer.retrieval_query
 
@@ -86,7 +87,8 @@ def test_search__returns_k_passages_with_offsets(assistant):
 def test_search__filter_restricts_to_chosen_documents(assistant):
     passages = assistant.search("training", k=5, doc_ids=["dfmh-pilot-evaluation"])
     assert {p.doc_id for p in passages} == {"dfmh-pilot-evaluation"}
-    answer = assistant.ask("What training do peer workers need?", doc_ids=["qub-international-scoping-review"])
+    answer = assistant.ask("What training do peer workers need?",
+                           doc_ids=["qub-international-scoping-review"])
     assert {c.doc_id for c in answer.citations} <= {"qub-international-scoping-review"}
 
 

@@ -67,7 +67,7 @@ def test_chroma_server__index_search_and_ask(chroma_server, tiny_corpus, tmp_pat
     rebuilt = a.index(rebuild=True)
     rebuilt_again = a.index(rebuild=True)
     names = {c.name for c in client.list_collections()}
-    assert f"peerqa-{info.generation}" not in names, "generations older than the previous are dropped"
+    assert f"peerqa-{info.generation}" not in names, "generations before the previous are dropped"
     assert {f"peerqa-{rebuilt.generation}", f"peerqa-{rebuilt_again.generation}"} <= names
 
 

@@ -29,9 +29,11 @@ def test_index__built_once_then_reused(tiny_assistant):
     assert again.generation == first.generation
 
 
-def test_index__rebuilt_when_a_document_changes_reusing_unchanged_vectors(tiny_assistant, tiny_corpus):
+def test_index__rebuilt_when_a_document_changes_reusing_unchanged_vectors(
+    tiny_assistant, tiny_corpus
+):
     first = tiny_assistant.index()
-    (tiny_corpus / "extra.txt").write_text("Peer workers in prisons\n\nPrison teams need peer support.")
+    (tiny_corpus / "extra.txt").write_text("Peer workers in prisons\n\nPrison teams need support.")
     fresh = Assistant(corpus_dir=tiny_corpus, index_dir=tiny_assistant.settings.index_dir)
     calls: list[tuple[str, int, int]] = []
     info = fresh.index(progress=lambda stage, done, total: calls.append((stage, done, total)))

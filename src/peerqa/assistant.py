@@ -227,7 +227,7 @@ class Assistant:
             vectors = gen.vectors()
             if len(keys) != len(vectors):
                 return {}
-            return dict(zip(keys, vectors))
+            return dict(zip(keys, vectors, strict=True))
         except (StoreError, OSError, ValueError):
             return {}
 
@@ -282,7 +282,8 @@ class Assistant:
         unknown = [d for d in ids if d not in known]
         if unknown:
             raise InputError(
-                f"unknown document id(s) {', '.join(unknown)}: choose from {', '.join(sorted(known))}"
+                f"unknown document id(s) {', '.join(unknown)}: "
+                f"choose from {', '.join(sorted(known))}"
             )
         if not ids:
             raise InputError("the document filter is empty: name at least one document")
@@ -361,8 +362,7 @@ class Assistant:
             yield from self._openai().stream(question, turns, hits, terms, retriever)
             return
         answer = self.ask(question, history=history, doc_ids=doc_ids, k=k)
-        for sentence in marked_sentence_texts(answer.text):
-            yield sentence
+        yield from marked_sentence_texts(answer.text)
         yield answer
 
     def document(self, doc_id: str) -> Document:

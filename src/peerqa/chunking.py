@@ -29,7 +29,9 @@ _ENTRY = re.compile(r"^(?:#{1,6}\s+)?\[([^\]]{3,})\]\([^)]*\)")
 _LINK_ONLY = re.compile(r"^(?:#{1,6}\s+)?\[[^\]]+\]\([^)]*\)\s*$")
 _WORD = re.compile(r"\S+")
 _BULLET = re.compile(r"^\s*(?:[-*•–]|\d{1,2}[.)])\s+")
-_ABBREVIATIONS = {"e.g.", "i.e.", "al.", "etc.", "vs.", "cf.", "c.f.", "dr.", "no.", "fig.", "p.", "pp."}
+_ABBREVIATIONS = {
+    "e.g.", "i.e.", "al.", "etc.", "vs.", "cf.", "c.f.", "dr.", "no.", "fig.", "p.", "pp."
+}
 _SKIP_SECTIONS = {"contents", "table of contents"}
 
 
@@ -267,7 +269,10 @@ def chunk_document(doc: Document, target_words: int = 110, max_words: int = 150)
         words = 0
         for p in pieces:
             n = word_count(p.text)
-            if groups and (words + n <= target_words or (words < target_words // 2 and words + n <= max_words)):
+            fits = words + n <= target_words or (
+                words < target_words // 2 and words + n <= max_words
+            )
+            if groups and fits:
                 groups[-1].append(p)
                 words += n
             else:

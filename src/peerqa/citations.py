@@ -63,7 +63,8 @@ def marked_sentences(answer_text: str) -> list[MarkedSentence]:
                 if not re.search(r"\w", text) or _TAGS_ONLY.fullmatch(text):
                     if numbers and out:  # "Sentence. [1]" cut as "Sentence." + "[1]"
                         prev = out[-1]
-                        out[-1] = MarkedSentence(prev.text, tuple(dict.fromkeys(prev.numbers + numbers)))
+                        merged = tuple(dict.fromkeys(prev.numbers + numbers))
+                        out[-1] = MarkedSentence(prev.text, merged)
                     continue
                 out.append(MarkedSentence(text, numbers))
     return out

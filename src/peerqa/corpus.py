@@ -107,7 +107,9 @@ def load_corpus(directory: str | Path) -> Corpus:
             "PEERQA_CORPUS_DIR (or --corpus) at a folder of .txt/.md files"
         )
     if not directory.is_dir():
-        raise CorpusError(f"{directory} is not a folder: point the corpus at a folder of .txt/.md files")
+        raise CorpusError(
+            f"{directory} is not a folder: point the corpus at a folder of .txt/.md files"
+        )
     manifest = _read_manifest(directory)
     documents: list[Document] = []
     skipped: list[Skipped] = []

@@ -24,16 +24,24 @@ from .types import Chunk, Document, Passage
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are aren't as at be because been
-    before being below between both but by can could did do does doing don't down during each
-    etc few for from further get gets getting had has have having he her here hers herself him
-    himself his how i if in into is it its itself just let me more most much must my myself no
-    nor not now of off on once only or other our ours ourselves out over own same shall she
-    should so some such than that the their theirs them themselves then there these they this
-    those through to too under until up upon us very via was we were what when where which while
-    who whom why will with within would you your yours yourself yourselves
-    tell know say says said anything something thing things way ways kind kinds sort
-    lot lots really actually please like need needs needed want wants""".split()
+    [
+        "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and",
+        "any", "are", "aren't", "as", "at", "be", "because", "been", "before", "being", "below",
+        "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "don't",
+        "down", "during", "each", "etc", "few", "for", "from", "further", "get", "gets",
+        "getting", "had", "has", "have", "having", "he", "her", "here", "hers", "herself",
+        "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself",
+        "just", "let", "me", "more", "most", "much", "must", "my", "myself", "no", "nor", "not",
+        "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves",
+        "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than",
+        "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these",
+        "they", "this", "those", "through", "to", "too", "under", "until", "up", "upon", "us",
+        "very", "via", "was", "we", "were", "what", "when", "where", "which", "while", "who",
+        "whom", "why", "will", "with", "within", "would", "you", "your", "yours", "yourself",
+        "yourselves", "tell", "know", "say", "says", "said", "anything", "something", "thing",
+        "things", "way", "ways", "kind", "kinds", "sort", "lot", "lots", "really", "actually",
+        "please", "like", "need", "needs", "needed", "want", "wants"
+    ]
 )
 
 
@@ -188,7 +196,8 @@ class HybridRetriever:
             for i, r in dense_rank.items():
                 fused[i] += self.dense_weight / (self.rrf_k + r + 1)
         else:
-            fused = self.bm25_weight * _zscore(bm25, mask) + self.dense_weight * _zscore(dense, mask)
+            fused = self.bm25_weight * _zscore(bm25, mask)
+            fused = fused + self.dense_weight * _zscore(dense, mask)
         if mentioned is None:
             mentioned = self.mentioned_documents(query)
         if mentioned and self.mention_boost:

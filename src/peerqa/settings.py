@@ -48,7 +48,8 @@ class Settings(BaseSettings):
         description="Where the index lives; default: ~/.cache/peerqa/<corpus name>-<hash>.",
     )
     chroma_host: str | None = Field(
-        None, description="Use a Chroma server (`chroma run`) at this host instead of embedded Chroma."
+        None,
+        description="Use a Chroma server (`chroma run`) at this host instead of embedded Chroma.",
     )
     chroma_port: int = Field(8000, description="Port of the Chroma server.")
 

@@ -15,6 +15,7 @@ and the folder keeps the manifest, the chunks and the pointer.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -69,7 +70,9 @@ class ChromaLocation:
             assert path is not None
             return chromadb.PersistentClient(path=str(path), settings=settings)
         except Exception as e:  # chromadb raises plain ValueError/ConnectionError variants
-            where = f"Chroma server at {self.host}:{self.port}" if self.host else f"Chroma at {path}"
+            where = (
+                f"Chroma server at {self.host}:{self.port}" if self.host else f"Chroma at {path}"
+            )
             hint = (
                 "start it with `chroma run --path DIR --port PORT` or unset PEERQA_CHROMA_HOST"
                 if self.host
@@ -139,7 +142,8 @@ class Generation:
             raise
         except Exception as e:
             raise StoreError(f"vector search failed ({e}): check the Chroma store") from e
-        return [(i, 1.0 - float(d)) for i, d in zip(res["ids"][0], res["distances"][0])]
+        pairs = zip(res["ids"][0], res["distances"][0], strict=True)
+        return [(i, 1.0 - float(d)) for i, d in pairs]
 
 
 class IndexStore:
@@ -281,8 +285,6 @@ class IndexStore:
             if path.name in keep:
                 continue
             if self.location.host:
-                try:
+                with contextlib.suppress(Exception):  # never created, or already gone
                     self.location.client().delete_collection(_COLLECTION_PREFIX + path.name)
-                except Exception:
-                    pass  # never created, or already gone
             shutil.rmtree(path, ignore_errors=True)
