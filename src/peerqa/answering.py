@@ -249,24 +249,10 @@ def compose(
         n = numbers.setdefault(cand.hit_rank, len(numbers) + 1)
         highlights.setdefault(cand.hit_rank, []).append((cand.start, cand.end))
         parts.append(f"{normalise(cand.text)} [{n}]")
-    citations = []
-    for rank, n in sorted(numbers.items(), key=lambda kv: kv[1]):
-        p = passages[rank]
-        citations.append(
-            Citation(
-                number=n,
-                doc_id=p.doc_id,
-                title=p.title,
-                section=p.section,
-                text=p.text,
-                start=p.start,
-                end=p.end,
-                score=p.score,
-                year=p.year,
-                chunk_id=p.chunk_id,
-                highlights=tuple(sorted(highlights[rank])),
-            )
-        )
+    citations = [
+        Citation.of(passages[rank], n, tuple(sorted(highlights[rank])))
+        for rank, n in sorted(numbers.items(), key=lambda kv: kv[1])
+    ]
     text = " ".join(parts)
     return Answer(
         question=question,

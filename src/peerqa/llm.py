@@ -504,21 +504,7 @@ class Verifier:
         for source, number in sorted(self.numbers.items(), key=lambda kv: kv[1]):
             p = self.sources[source - 1]
             claims = [k.text for k in self.kept if source in k.sources]
-            out.append(
-                Citation(
-                    number=number,
-                    doc_id=p.doc_id,
-                    title=p.title,
-                    section=p.section,
-                    text=p.text,
-                    start=p.start,
-                    end=p.end,
-                    score=p.score,
-                    year=p.year,
-                    chunk_id=p.chunk_id,
-                    highlights=highlight_spans(p, claims),
-                )
-            )
+            out.append(Citation.of(p, number, highlight_spans(p, claims)))
         return out
 
 

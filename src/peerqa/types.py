@@ -79,6 +79,18 @@ class Citation:
     chunk_id: str = ""
     highlights: tuple[tuple[int, int], ...] = ()
 
+    @classmethod
+    def of(
+        cls, passage: Passage, number: int, highlights: tuple[tuple[int, int], ...] = ()
+    ) -> Citation:
+        """Cite a retrieved passage as source ``number``, quoting its text as stored."""
+        p = passage
+        return cls(
+            number=number, doc_id=p.doc_id, title=p.title, section=p.section, text=p.text,
+            start=p.start, end=p.end, score=p.score, year=p.year, chunk_id=p.chunk_id,
+            highlights=highlights,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
