@@ -40,7 +40,8 @@ _LINK_TITLE = re.compile(r"^\[[^\]]+\]\([^)]*\)")
 _NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
 # Questions whose answer is a figure: a count, an amount, a rate, a pay band.
 _NUMERIC_QUESTION = re.compile(
-    r"\b(how many|how much|how long|what percentage|what proportion|what share|what number|"
+    r"\b(how many|how long|what percentage|what proportion|what share|what number|"
+    r"how much (?:money|funding|time|pay|cost|budget|extra|investment|does it cost)|"
     r"what (?:\w+ ){0,2}(?:rate|salary|wage|pay|band|grade|cost|fee|headcount|figure))\b",
     re.I,
 )
@@ -49,11 +50,14 @@ _NUMBER = re.compile(
     r"fifty|hundred|thousand|dozen|half|third|quarter|double|twice)\b",
     re.I,
 )
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 # "fortnightly or monthly?": an either-or question names the answers it will accept.
 _ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
 # Capitalised words so common in English that their absence from the corpus says nothing.
 _GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
 MIN_SENTENCE_WORDS = 5
+FIGURE_COVERAGE = 0.3  # share of the question a sentence with the figure must cover
+SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 
 
@@ -124,7 +128,9 @@ def _candidates(
         section_tokens = set(tokenize(chunk.section))
         # A reference list names sources; quoting it rarely answers anything.
         damp = 0.5 if chunk.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
+        similarity = {(a, b): sim for a, b, sim in hit.sentences}
         for a, b in sentence_spans(doc_text, chunk.start, chunk.end):
+            sim = similarity.get((a, b), 0.0)
             bullet = _BULLET.match(doc_text, a, b)
             if bullet:
                 a = bullet.end()
@@ -136,7 +142,9 @@ def _candidates(
             cov = terms.coverage(set(tokens))
             # The section title counts a little: a sentence under "Training" is about training.
             cov_ctx = terms.coverage(set(tokens) | section_tokens)
-            score = damp * (0.8 * cov + 0.2 * cov_ctx) * (0.5 + 0.5 * prior)
+            lexical = 0.8 * cov + 0.2 * cov_ctx
+            relevance = (1 - SEMANTIC) * lexical + SEMANTIC * max(sim, 0.0)
+            score = damp * relevance * (0.5 + 0.5 * prior)
             out.append(_Candidate(rank, a, b, text, tokens, score, cov))
     return out
 
@@ -149,6 +157,11 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
 
 def is_list_question(question: str) -> bool:
     return bool(_LIST_CUE.search(question))
+
+
+def holds_figure(text: str) -> bool:
+    """Whether a sentence states a figure; a year alone ("in 2019") does not count."""
+    return bool(_NUMBER.search(_YEAR.sub(" ", text)))
 
 
 def unknown_names(question: str, retriever: HybridRetriever) -> list[str]:
@@ -185,7 +198,10 @@ def should_abstain(
         return True
     if question and (_NUMERIC_QUESTION.search(question) or _ALTERNATIVES.search(question)):
         best = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)[:3]
-        if _NUMERIC_QUESTION.search(question) and not any(_NUMBER.search(c.text) for c in best):
+        # A figure counts only in a sentence about the question, not any number nearby.
+        if _NUMERIC_QUESTION.search(question) and not any(
+            holds_figure(c.text) and c.coverage >= FIGURE_COVERAGE for c in best
+        ):
             return True
         choice = _ALTERNATIVES.search(question)
         if choice:

@@ -26,7 +26,7 @@ from .errors import IndexNotFoundError, InputError, StoreError
 from .llm import OpenAIAnswerer
 from .retrieval import Hit, HybridRetriever
 from .settings import Settings, load_settings
-from .store import FORMAT_VERSION, ChromaLocation, IndexStore
+from .store import FORMAT_VERSION, ChromaLocation, IndexStore, SentenceVectors
 from .types import Answer, Document, Passage
 
 Progress = Callable[[str, int, int], None]
@@ -185,8 +185,41 @@ class Assistant:
             chunking.indexed_text(c, by_id[c.doc_id].title, by_id[c.doc_id].keywords)
             for c in chunks
         ]
+        rows, spans, sentence_texts = [], [], []
+        for i, c in enumerate(chunks):
+            doc_text = by_id[c.doc_id].text
+            for a, b in chunking.sentence_spans(doc_text, c.start, c.end):
+                rows.append(i)
+                spans.append((a, b))
+                sentence_texts.append(doc_text[a:b])
         reuse = self._previous_vectors()
-        vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        vectors = self._embed(texts, reuse, "embedding", progress)
+        sentence_vectors = self._embed(sentence_texts, reuse, "sentences", progress)
+        metadatas = [
+            {"doc_id": c.doc_id, "section": c.section[:500], "start": c.start, "end": c.end}
+            for c in chunks
+        ]
+        manifest = {
+            **self.expected_manifest(),
+            "text_keys": [_text_key(t) for t in texts],
+            "sentence_keys": [_text_key(t) for t in sentence_texts],
+        }
+        self.store.write_generation(
+            manifest, chunks, vectors, metadatas,
+            progress=(lambda n: progress("storing", n, len(chunks))) if progress else None,
+            sentences=SentenceVectors(
+                np.asarray(rows, dtype=np.int32),
+                np.asarray(spans, dtype=np.int32).reshape(-1, 2),
+                sentence_vectors,
+            ),
+        )
+
+    def _embed(
+        self, texts: list[str], reuse: dict[str, np.ndarray], stage: str,
+        progress: Progress | None,
+    ) -> np.ndarray:
+        """Vectors for ``texts``, reusing those already computed for the same text."""
+        vectors = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
         todo = []
         for i, t in enumerate(texts):
             v = reuse.get(_text_key(t))
@@ -194,40 +227,36 @@ class Assistant:
                 vectors[i] = v
             else:
                 todo.append(i)
-        total = len(chunks)
+        total = len(texts)
         done = [total - len(todo)]
         if progress:
-            progress("embedding", done[0], total)
+            progress(stage, done[0], total)
 
         def step(n: int) -> None:
             done[0] += n
             if progress:
-                progress("embedding", done[0], total)
+                progress(stage, done[0], total)
 
         if todo:
-            new = self.embedder.embed_documents([texts[i] for i in todo], progress=step)
-            vectors[todo] = new
-        metadatas = [
-            {"doc_id": c.doc_id, "section": c.section[:500], "start": c.start, "end": c.end}
-            for c in chunks
-        ]
-        manifest = {**self.expected_manifest(), "text_keys": [_text_key(t) for t in texts]}
-        self.store.write_generation(
-            manifest, chunks, vectors, metadatas,
-            progress=(lambda n: progress("storing", n, total)) if progress else None,
-        )
+            vectors[todo] = self.embedder.embed_documents([texts[i] for i in todo], progress=step)
+        return vectors
 
     def _previous_vectors(self) -> dict[str, np.ndarray]:
-        """Vectors of the live generation by indexed text, reused when the model is the same."""
+        """Vectors of the live generation by text, reused when the model is the same."""
         try:
             gen = self.store.open()
             if gen.manifest.get("embedder") != self.embedder.name:
                 return {}
+            found: dict[str, np.ndarray] = {}
             keys = gen.manifest.get("text_keys") or []
             vectors = gen.vectors()
-            if len(keys) != len(vectors):
-                return {}
-            return dict(zip(keys, vectors, strict=True))
+            if len(keys) == len(vectors):
+                found.update(zip(keys, vectors, strict=True))
+            sentences = gen.sentences()
+            keys = gen.manifest.get("sentence_keys") or []
+            if sentences is not None and len(keys) == len(sentences.vectors):
+                found.update(zip(keys, sentences.vectors, strict=True))
+            return found
         except (StoreError, OSError, ValueError):
             return {}
 
@@ -239,7 +268,8 @@ class Assistant:
                 s = self.settings
                 self._retriever = HybridRetriever(
                     gen, self.embedder, docs, rrf_k=s.rrf_k, bm25_weight=s.bm25_weight,
-                    dense_weight=s.dense_weight, fusion=s.fusion, mention_boost=s.mention_boost,
+                    dense_weight=s.dense_weight, sentence_weight=s.sentence_weight,
+                    fusion=s.fusion, mention_boost=s.mention_boost,
                 )
             return self._retriever
 

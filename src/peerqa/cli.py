@@ -30,8 +30,10 @@ class _ProgressBar:
 
         bar = self.bars.get(stage)
         if bar is None:
-            label = {"embedding": "Embedding chunks", "storing": "Writing index"}.get(stage, stage)
-            bar = self.bars[stage] = tqdm(total=total, desc=label, unit="chunk", file=sys.stderr)
+            label = {"embedding": "Embedding chunks", "sentences": "Embedding sentences",
+                     "storing": "Writing index"}.get(stage, stage)
+            unit = "sentence" if stage == "sentences" else "chunk"
+            bar = self.bars[stage] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
         if stage == "storing":
             bar.update(done)
         else:

@@ -74,8 +74,11 @@ class Settings(BaseSettings):
         "zscore", description="How BM25 and dense scores combine: standardised sum, or RRF."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant (fusion=rrf).")
-    bm25_weight: float = Field(0.3, ge=0, description="Weight of BM25 in fusion.")
-    dense_weight: float = Field(0.7, ge=0, description="Weight of dense vectors in fusion.")
+    bm25_weight: float = Field(0.25, ge=0, description="Weight of BM25 in fusion.")
+    dense_weight: float = Field(0.45, ge=0, description="Weight of chunk vectors in fusion.")
+    sentence_weight: float = Field(
+        0.3, ge=0, description="Weight of a chunk's best-matching sentence vector in fusion."
+    )
     mention_boost: float = Field(
         1.0, ge=0, description="Boost for passages of a document the question names (e.g. 'Fife')."
     )

@@ -4,7 +4,8 @@ Layout of an index folder::
 
     .lock                    flock held by the one process writing
     CURRENT                  JSON naming the live generation; replaced atomically
-    generations/<gen>/       manifest.json, chunks.jsonl, vectors.npy, chroma/ (embedded mode)
+    generations/<gen>/       manifest.json, chunks.jsonl, vectors.npy, sentences.npz,
+                             chroma/ (embedded mode)
 
 A build writes a fresh generation, then points CURRENT at it with ``os.replace``: a build killed
 half way leaves the previous generation live, and the next build removes the leftovers.
@@ -33,7 +34,7 @@ import numpy as np
 from .errors import IndexLockedError, IndexNotFoundError, StoreError
 from .types import Chunk
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _COLLECTION_PREFIX = "peerqa-"
 
 
@@ -50,6 +51,15 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class SentenceVectors:
+    """One vector per sentence of every chunk: its chunk's index, its document offsets."""
+
+    chunk: np.ndarray  # (n,) int32, index into the generation's chunks
+    spans: np.ndarray  # (n, 2) int32, document offsets of the sentence
+    vectors: np.ndarray  # (n, dim) float32, L2-normalised
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,14 @@ class Generation:
 
     def vectors(self) -> np.ndarray:
         return np.load(self.path / "vectors.npy")
+
+    def sentences(self) -> SentenceVectors | None:
+        """The sentence-level vectors of this generation (None for an index without them)."""
+        path = self.path / "sentences.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            return SentenceVectors(data["chunk"], data["spans"], data["vectors"])
 
     @property
     def collection(self):
@@ -224,6 +242,7 @@ class IndexStore:
         vectors: np.ndarray,
         metadatas: Sequence[dict[str, Any]],
         progress: Callable[[int], None] | None = None,
+        sentences: SentenceVectors | None = None,
     ) -> Generation:
         """Write a complete generation and make it live. Call under ``write_lock``."""
         if len(chunks) != len(vectors) or len(chunks) != len(metadatas):
@@ -241,6 +260,13 @@ class IndexStore:
             np.save(f, np.asarray(vectors, dtype=np.float32))
             f.flush()
             os.fsync(f.fileno())
+        if sentences is not None:
+            with open(path / "sentences.npz", "wb") as f:
+                np.savez(f, chunk=sentences.chunk.astype(np.int32),
+                         spans=sentences.spans.astype(np.int32),
+                         vectors=sentences.vectors.astype(np.float32))
+                f.flush()
+                os.fsync(f.fileno())
         client = self.location.client(path / "chroma")
         try:
             collection = client.create_collection(
