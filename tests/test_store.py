@@ -139,3 +139,30 @@ def test_corrupt_pointer__is_a_clear_error_and_rebuild_recovers(tiny_assistant):
         fresh.search("supervision")
     assert fresh.index(rebuild=True).built
     assert fresh.search("supervision", k=1)
+
+
+def test_sentence_vectors__stored_per_sentence_with_exact_offsets_and_reused(
+    tiny_assistant, tiny_corpus
+):
+    calls: list[tuple[str, int, int]] = []
+    first = tiny_assistant.index(progress=lambda *c: calls.append(c))
+    gen = tiny_assistant.store.open()
+    sentences = gen.sentences()
+    assert sentences is not None and len(sentences.vectors) > first.n_chunks
+    norms = np.linalg.norm(sentences.vectors, axis=1)
+    assert np.allclose(norms, 1.0, atol=1e-4)
+    for row, (a, b) in zip(sentences.chunk, sentences.spans, strict=True):
+        chunk = gen.chunks[row]
+        assert chunk.start <= a < b <= chunk.end
+        text = tiny_assistant.document(chunk.doc_id).text[a:b]
+        assert text == text.strip() and text
+    assert [c for c in calls if c[0] == "sentences"][-1][1] == len(sentences.vectors)
+    # A rebuild with one new document embeds only the new document's sentences.
+    (tiny_corpus / "extra.txt").write_text("Extra\n\nPrison teams need peer support. Often.")
+    again: list[tuple[str, int, int]] = []
+    fresh = Assistant(corpus_dir=tiny_corpus, index_dir=tiny_assistant.settings.index_dir)
+    fresh.index(progress=lambda *c: again.append(c))
+    stage = [c for c in again if c[0] == "sentences"]
+    assert stage[0][1] == len(sentences.vectors)  # all old sentence vectors reused
+    hit = fresh.retriever.search("prison teams", k=1)[0]
+    assert hit.chunk.doc_id == "extra" and hit.sentences and hit.sentences[0][2] > 0.3
