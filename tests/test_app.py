@@ -406,3 +406,24 @@ def test_file_routes__refuse_files_outside_what_the_app_serves(app, corpus_index
         assert b"root:" not in body and b"SQLite format" not in body and b"[project]" not in body
     assert get(app, "/gradio_api/upload", method="POST")[0] == 403
     assert get(app, "/")[0] == 200  # the page itself is still served
+
+
+def test_launcher__bad_setting_is_a_one_line_message_not_a_traceback(tmp_path):
+    env = app_env(tmp_path, index_dir=str(tmp_path / "index"))
+    env["PEERQA_PORT"] = "not-a-port"
+    result = subprocess.run([sys.executable, str(REPO / "app_gradio.py")], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "PEERQA_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_answer_markdown__crlf_document_quotes_stay_whole():
+    from peerqa.app import _quote_md
+
+    text = "Line one here.\r\nSecond line is highlighted.\r\nThird line."
+    start = 100
+    a = start + text.index("Second")
+    md = _quote_md(text, start, [(a, a + len("Second line is highlighted."))])
+    lines = md.split("\n")
+    assert len(lines) == 3 and all(line.startswith(">") for line in lines)
+    assert "Third line" in lines[2] and "**Second line is highlighted.**" in lines[1]

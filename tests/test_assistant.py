@@ -143,3 +143,15 @@ def test_stream__pieces_join_to_the_answer_text(assistant):
     final = pieces[-1]
     assert "".join(pieces[:-1]) == final.text
     assert len(pieces) > 2
+
+
+def test_ask__a_sources_own_reference_marks_never_become_citation_markers(tiny_corpus, tmp_path):
+    (tiny_corpus / "marks.md").write_text(
+        "# Marks\n\n## Stigma\n\nPeer workers reduce stigma in mental health teams [1]. "
+        "Peer workers also reduce stigma among service users in community teams.\n"
+    )
+    a = Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "idx")
+    answer = a.ask("Do peer workers reduce stigma in teams?")
+    assert not answer.abstained
+    _check_answer_invariants(a, answer)
+    assert answer.checks["markers_resolve"] and "teams [1]." not in answer.text

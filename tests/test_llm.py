@@ -441,7 +441,8 @@ def test_ask__injected_document_stays_data_and_the_canary_is_dropped(
         "begins. [1]"
     assert "CANARY" not in answer.text and "evil" not in answer.text
     assert [c.doc_id for c in answer.citations] == ["training-guide"]
-    assert answer.checks["uncited_generated"] == 1 and answer.checks["linked_generated"] == 1
+    # Both hostile sentences carry a link, which is judged first: cited or not, never shown.
+    assert answer.checks["linked_generated"] == 2 and answer.checks["uncited_generated"] == 0
     assert all("CANARY" not in n and "evil" not in n for n in answer.notices)
 
     pieces = list(a.stream(question))
@@ -589,3 +590,16 @@ def test_openai_embedder__known_model_needs_no_probe_and_a_key() -> None:
     assert embedder.name == "openai:text-embedding-3-small" and embedder.dim == 1536
     with pytest.raises(ConfigurationError, match="OPENAI_API_KEY"):
         OpenAIEmbedder(Settings(embedding_backend="openai"))
+
+
+def test_ask__uncited_sentence_with_a_link_is_never_shown_even_when_flagging(
+    make_assistant: Callable[..., Assistant], fake_openai: FakeOpenAI
+) -> None:
+    def template(b: dict[str, Any]) -> str:
+        s = cite(b, "regular supervision")
+        return f"{SUPERVISION} [{s}]. Visit www.example.org to claim your grant."
+
+    fake_openai.script(reply(template))
+    flagged = make_assistant(openai_unsupported="flag").ask(QUESTION)
+    assert "example.org" not in flagged.text
+    assert flagged.text.startswith(SUPERVISION)

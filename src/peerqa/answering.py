@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .chunking import sentence_spans
-from .citations import marked_sentences, normalise, supports
+from .citations import MARKER, marked_sentences, normalise, supports
 from .retrieval import Hit, HybridRetriever, tokenize
 from .types import Answer, Citation, Passage
 
@@ -135,7 +135,8 @@ def _candidates(
             if bullet:
                 a = bullet.end()
             text = doc_text[a:b]
-            if (_LINK_TITLE.match(text) or text.endswith("?")
+            # A source's own "[1]" reference mark would read as one of our citation markers.
+            if (_LINK_TITLE.match(text) or text.endswith("?") or MARKER.search(text)
                     or len(text.split()) < MIN_SENTENCE_WORDS):
                 continue
             tokens = frozenset(tokenize(text))

@@ -26,8 +26,9 @@ from urllib.parse import unquote
 # Gradio reads this when it is imported and at launch; set it before either can happen.
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
+from .cli import ProgressBar  # noqa: E402
 from .errors import ConfigurationError, InputError, PeerQAError  # noqa: E402
-from .settings import Settings  # noqa: E402
+from .settings import Settings, load_settings  # noqa: E402
 from .types import Answer, Citation, Document, Passage  # noqa: E402
 
 if TYPE_CHECKING:
@@ -235,7 +236,8 @@ def _quote_md(text: str, start: int, highlights: Sequence[tuple[int, int]]) -> s
     """The passage as a Markdown block quote, the quoted sentences in bold."""
     spans = [(a - start, b - start) for a, b in _merged(highlights, start, start + len(text))]
     lines, offset = [], 0
-    for line in text.replace("\r\n", "\n").split("\n"):
+    for raw in text.splitlines(keepends=True) or [""]:
+        line = raw.rstrip("\r\n")
         end = offset + len(line)
         out, pos = [], offset
         for a, b in spans:
@@ -252,7 +254,7 @@ def _quote_md(text: str, start: int, highlights: Sequence[tuple[int, int]]) -> s
         out.append(md_text(text[pos:end]))
         rendered = "".join(out).rstrip()
         lines.append(f"> {rendered}" if rendered else ">")
-        offset = end + 1
+        offset += len(raw)
     return "\n".join(lines)
 
 
@@ -343,6 +345,8 @@ def example_questions(assistant: Assistant, limit: int = 5) -> list[str]:
             if 3 <= len(heading.split()) <= 8:
                 candidates.append(f"What does the evidence say about {heading[0].lower()}"
                                   f"{heading[1:]}?")
+    if assistant.settings.answer_mode != "extractive":
+        return list(CANDIDATE_EXAMPLES)[:limit]  # checking them would cost API calls each start
     found: list[str] = []
     for question in candidates:
         try:
@@ -728,7 +732,7 @@ def launch_auth(settings: Settings) -> tuple[str, str] | None:
 
 
 _REFUSED = re.compile(
-    r"(?:^|/)(?:file=|file/|proxy=|upload(?:/|$)|upload_progress|process_recording"
+    r"(?:^|/)(?:file=|file/|proxy=|upload(?=/|\s|$)|upload_progress|process_recording"
     r"|stream/.*/playlist-file|run-history|vibe-|monitoring)"
 )
 
@@ -792,30 +796,6 @@ def launch(
     return url
 
 
-class _Progress:
-    """Index-building progress as tqdm bars in the terminal."""
-
-    def __init__(self) -> None:
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
-        bar = self.bars.get(stage)
-        if bar is None:
-            self.close()  # one bar at a time: the stage before is finished
-            label = {"embedding": "Embedding passages", "storing": "Writing index"}.get(
-                stage, stage
-            )
-            bar = self.bars[stage] = tqdm(total=total, desc=label, unit="passage",
-                                          file=sys.stderr)
-        bar.update(done if stage == "storing" else done - bar.n)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
@@ -834,14 +814,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-        settings = Settings(**overrides)
+        settings = load_settings(**overrides)
         launch_auth(settings)  # refuse an exposed address without credentials, before any work
         from .assistant import Assistant
 
         assistant = Assistant(corpus_dir=args.corpus, index_dir=args.index_dir, settings=settings)
         print(f"peerqa: opening the index at {assistant.settings.resolved_index_dir}",
               file=sys.stderr)
-        progress = _Progress()
+        progress = ProgressBar()
         try:
             info = assistant.index(progress=progress)
         finally:

@@ -206,13 +206,26 @@ class Assistant:
         }
         self.store.write_generation(
             manifest, chunks, vectors, metadatas,
-            progress=(lambda n: progress("storing", n, len(chunks))) if progress else None,
+            progress=self._stored_counter(progress, len(chunks)),
             sentences=SentenceVectors(
                 np.asarray(rows, dtype=np.int32),
                 np.asarray(spans, dtype=np.int32).reshape(-1, 2),
                 sentence_vectors,
             ),
         )
+
+    @staticmethod
+    def _stored_counter(progress: Progress | None, total: int) -> Callable[[int], None] | None:
+        """Turn the store's per-batch counts into the running totals every stage reports."""
+        if progress is None:
+            return None
+        done = [0]
+
+        def step(n: int) -> None:
+            done[0] += n
+            progress("storing", done[0], total)
+
+        return step
 
     def _embed(
         self, texts: list[str], reuse: dict[str, np.ndarray], stage: str,
@@ -276,15 +289,15 @@ class Assistant:
     @property
     def retriever(self) -> HybridRetriever:
         """The open retriever; builds or opens the index on first use."""
-        if self._retriever is None:
-            try:
-                if self.index_is_current():
-                    return self._open()
-            except IndexNotFoundError:
-                pass
-            self.index()
-        assert self._retriever is not None
-        return self._retriever
+        with self._lock:
+            if self._retriever is None:
+                try:
+                    if self.index_is_current():
+                        return self._open()
+                except IndexNotFoundError:
+                    pass
+                self.index()
+            return self._open()
 
     # -- questions ----------------------------------------------------------------------
 

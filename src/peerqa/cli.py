@@ -16,10 +16,10 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-class _ProgressBar:
+class ProgressBar:
     """A tqdm bar on stderr per indexing stage (quiet when --json or not a terminal stage)."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self.bars: dict[str, Any] = {}
 
@@ -30,14 +30,12 @@ class _ProgressBar:
 
         bar = self.bars.get(stage)
         if bar is None:
+            self.close()  # one bar at a time: the stage before is finished
             label = {"embedding": "Embedding chunks", "sentences": "Embedding sentences",
                      "storing": "Writing index"}.get(stage, stage)
             unit = "sentence" if stage == "sentences" else "chunk"
             bar = self.bars[stage] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
-        if stage == "storing":
-            bar.update(done)
-        else:
-            bar.update(done - bar.n)
+        bar.update(done - bar.n)
 
     def close(self) -> None:
         for bar in self.bars.values():
@@ -54,7 +52,7 @@ def _assistant(args: argparse.Namespace):
 
 
 def _ensure_index(assistant, args: argparse.Namespace, rebuild: bool = False):
-    bar = _ProgressBar(enabled=not args.quiet)
+    bar = ProgressBar(enabled=not args.quiet)
     try:
         info = assistant.index(rebuild=rebuild, progress=bar)
     finally:

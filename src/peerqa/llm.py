@@ -474,12 +474,12 @@ class Verifier:
         if not valid and _GAP.search(sentence.text) and not _LINK.search(sentence.text):
             self.gap = True
             return None
+        if _LINK.search(sentence.text):  # links are never shown, cited or not
+            self.linked += 1
+            return None
         if not valid:
             self.uncited += 1
             supported = False
-        elif _LINK.search(sentence.text):
-            self.linked += 1
-            return None
         else:
             supported = supports(sentence.text, [self.sources[n - 1].text for n in valid])
             if not supported:
