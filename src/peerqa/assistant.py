@@ -8,7 +8,6 @@ weighted terms (answering.py) -> hybrid search (retrieval.py) -> answer with cit
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,6 +19,7 @@ import numpy as np
 
 from . import chunking
 from .answering import QuestionTerms, extractive_answer, question_terms
+from .citations import text_pieces
 from .corpus import Corpus, load_corpus
 from .embeddings import Embedder, get_embedder
 from .errors import IndexNotFoundError, InputError, StoreError
@@ -44,12 +44,6 @@ class IndexInfo:
     seconds: float
     directory: str
     skipped: tuple[tuple[str, str], ...] = ()
-
-
-def marked_sentence_texts(text: str) -> list[str]:
-    """The answer text cut after each run of [n] markers, pieces joined back give the text."""
-    pieces = re.split(r"(?<=\])\s+(?=[^\[\s])", text)
-    return [p + (" " if i < len(pieces) - 1 else "") for i, p in enumerate(pieces)]
 
 
 def _text_key(text: str) -> str:
@@ -405,7 +399,7 @@ class Assistant:
             yield from self._openai().stream(question, turns, hits, terms, retriever)
             return
         answer = self.ask(question, history=history, doc_ids=doc_ids, k=k)
-        yield from marked_sentence_texts(answer.text)
+        yield from text_pieces(answer.text)
         yield answer
 
     def document(self, doc_id: str) -> Document:

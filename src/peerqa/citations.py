@@ -70,6 +70,11 @@ def marked_sentences(answer_text: str) -> list[MarkedSentence]:
     return out
 
 
+def text_pieces(text: str) -> list[str]:
+    """``text`` cut after each run of [n] markers, for streaming; the pieces join to ``text``."""
+    return [p for p in re.split(r"(?<=\])(?=\s+[^\[\s])", text) if p]
+
+
 def supports(sentence: str, passages: Sequence[str], threshold: float = SUPPORT_THRESHOLD) -> bool:
     """Whether the passages, taken together, support the sentence (see the module docstring)."""
     if not passages:

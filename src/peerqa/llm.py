@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from .answering import abstention, check_citations, extractive_answer
 from .chunking import count_tokens, sentence_spans
-from .citations import MarkedSentence, marked_sentences, supports
+from .citations import MarkedSentence, marked_sentences, supports, text_pieces
 from .errors import BackendAuthError, BackendError, BackendTimeoutError, ConfigurationError
 from .retrieval import tokenize
 from .types import Answer, Citation, Passage
@@ -575,7 +575,7 @@ class OpenAIAnswerer:
             if isinstance(item, Answer):
                 if not pieces:
                     # Nothing verified was streamed (fallback, abstention): send the final text.
-                    yield from _text_pieces(item.text)
+                    yield from text_pieces(item.text)
                 yield item
                 return
             pieces.append(item)
@@ -815,7 +815,3 @@ class OpenAIAnswerer:
         )
 
 
-def _text_pieces(text: str) -> list[str]:
-    """``text`` cut after each run of [n] markers; the pieces join back to ``text``."""
-    pieces = re.split(r"(?<=\])(?=\s+[^\[\s])", text)
-    return [p for p in pieces if p]
