@@ -6,7 +6,6 @@ import contextlib
 import http.client
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from peerqa.app import (
     passage_html,
 )
 from peerqa.errors import ConfigurationError
+from tests.helpers import free_port, stop
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)> [click](javascript:alert(1))"
@@ -40,12 +40,6 @@ START_SECONDS = 90
 
 
 # -- a real app process ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -105,12 +99,7 @@ def running_app(workdir: Path, **settings: str) -> Iterator[RunningApp]:
             time.sleep(0.25)
         yield app
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        stop(process)
 
 
 def get(app: RunningApp, path: str, method: str = "GET") -> tuple[int, bytes]:

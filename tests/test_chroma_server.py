@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from peerqa import Assistant
-from tests.helpers import free_port, wait_for_http
+from tests.helpers import free_port, stop, wait_for_http
 
 pytestmark = pytest.mark.server
 
@@ -31,11 +31,7 @@ def chroma_server(tmp_path_factory):
         wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60, proc=proc)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 def test_chroma_server__index_search_and_ask(chroma_server, tiny_corpus, tmp_path):
