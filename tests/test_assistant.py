@@ -155,3 +155,16 @@ def test_ask__a_sources_own_reference_marks_never_become_citation_markers(tiny_c
     assert not answer.abstained
     _check_answer_invariants(a, answer)
     assert answer.checks["markers_resolve"] and "teams [1]." not in answer.text
+
+
+def test_ask__figure_question_in_other_words_is_answered_not_abstained(assistant):
+    answer = assistant.ask("Roughly how many peer workers are on the payroll in Scotland's "
+                           "mental health sector, according to the 2016 Iriss summary?")
+    assert not answer.abstained
+    assert "around 80 paid" in answer.text
+
+
+def test_ask__figure_question_the_documents_do_not_answer_abstains(assistant):
+    answer = assistant.ask("How many service users should a full-time peer support worker "
+                           "have on their caseload?")
+    assert answer.abstained

@@ -56,7 +56,8 @@ _ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
 # Capitalised words so common in English that their absence from the corpus says nothing.
 _GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
 MIN_SENTENCE_WORDS = 5
-FIGURE_COVERAGE = 0.3  # share of the question a sentence with the figure must cover
+FIGURE_COVERAGE = 0.3  # share of the question a sentence with the figure must cover...
+FIGURE_SIMILARITY = 0.6  # ...or how close its vector must be to the question's
 SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 
@@ -115,6 +116,7 @@ class _Candidate:
     tokens: frozenset[str]
     score: float
     coverage: float
+    similarity: float = 0.0
 
 
 def _candidates(
@@ -146,7 +148,7 @@ def _candidates(
             lexical = 0.8 * cov + 0.2 * cov_ctx
             relevance = (1 - SEMANTIC) * lexical + SEMANTIC * max(sim, 0.0)
             score = damp * relevance * (0.5 + 0.5 * prior)
-            out.append(_Candidate(rank, a, b, text, tokens, score, cov))
+            out.append(_Candidate(rank, a, b, text, tokens, score, cov, sim))
     return out
 
 
@@ -199,9 +201,12 @@ def should_abstain(
         return True
     if question and (_NUMERIC_QUESTION.search(question) or _ALTERNATIVES.search(question)):
         best = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)[:3]
-        # A figure counts only in a sentence about the question, not any number nearby.
+        # A figure counts only in a sentence about the question (by its words or by its
+        # vector), not any number nearby.
         if _NUMERIC_QUESTION.search(question) and not any(
-            holds_figure(c.text) and c.coverage >= FIGURE_COVERAGE for c in best
+            holds_figure(c.text)
+            and (c.coverage >= FIGURE_COVERAGE or c.similarity >= FIGURE_SIMILARITY)
+            for c in best
         ):
             return True
         choice = _ALTERNATIVES.search(question)
