@@ -834,7 +834,7 @@ def comparison_columns(systems: Sequence[SystemScores]) -> list[str]:
 def format_comparison(systems: Sequence[SystemScores]) -> str:
     """The --compare table: hit@k, MRR, evidence recall and passage length per system."""
     cols = comparison_columns(systems)
-    heads = ["system", "passages", *cols, "MRR", "evid. recall", "avg words", "max words"]
+    heads = ["system", "passages", *cols, "MRR@passages", "evid. recall", "avg words", "max words"]
     rows = [heads]
     for s in systems:
         rows.append([s.name, str(s.returned), *[fmt(s.hits.get(c)) for c in cols], fmt(s.mrr),

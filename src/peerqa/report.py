@@ -121,8 +121,8 @@ def _figures_table(run: EvalRun) -> str:
 
 def _comparison(systems: Sequence[SystemScores]) -> str:
     cols = comparison_columns(systems)
-    heads = ["system", "passages", *cols, "MRR", "evidence recall", "avg words", "max words",
-             "what it is"]
+    heads = ["system", "passages", *cols, "MRR@passages", "evidence recall", "avg words",
+             "max words", "what it is"]
     rows = ["<tr>" + "".join(f"<th>{_e(h)}</th>" for h in heads) + "</tr>"]
     for s in systems:
         cells = [s.name, str(s.returned), *[fmt(s.hits.get(c)) for c in cols], fmt(s.mrr),
