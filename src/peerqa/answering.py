@@ -187,33 +187,36 @@ def unknown_names(question: str, retriever: HybridRetriever) -> list[str]:
 
 
 def should_abstain(
+    question: str,
     hits: Sequence[Hit],
+    ranked: Sequence[_Candidate],
     terms: QuestionTerms,
     retriever: HybridRetriever,
     min_coverage: float,
-    question: str = "",
 ) -> bool:
     """True when the best passages cannot answer: too little of the question is covered, the
-    question names something the corpus never mentions, or it asks for a number none holds."""
+    question names something the corpus never mentions, or it asks for a number none holds.
+
+    ``ranked`` are the candidate sentences of ``hits``, best first.
+    """
     if not hits or not terms.weights:
         return True
-    if question and unknown_names(question, retriever):
+    if unknown_names(question, retriever):
         return True
-    if question and (_NUMERIC_QUESTION.search(question) or _ALTERNATIVES.search(question)):
-        best = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)[:3]
-        # A figure counts only in a sentence about the question (by its words or by its
-        # vector), not any number nearby.
-        if _NUMERIC_QUESTION.search(question) and not any(
-            holds_figure(c.text)
-            and (c.coverage >= FIGURE_COVERAGE or c.similarity >= FIGURE_SIMILARITY)
-            for c in best
-        ):
+    best = ranked[:3]
+    # A figure counts only in a sentence about the question (by its words or by its vector),
+    # not any number nearby.
+    if _NUMERIC_QUESTION.search(question) and not any(
+        holds_figure(c.text)
+        and (c.coverage >= FIGURE_COVERAGE or c.similarity >= FIGURE_SIMILARITY)
+        for c in best
+    ):
+        return True
+    choice = _ALTERNATIVES.search(question)
+    if choice:
+        options = {t for w in choice.groups() for t in tokenize(w)}
+        if options and not any(options & c.tokens for c in best):
             return True
-        choice = _ALTERNATIVES.search(question)
-        if choice:
-            options = {t for w in choice.groups() for t in tokenize(w)}
-            if options and not any(options & c.tokens for c in best):
-                return True
     covered: set[str] = set()
     best_single = 0.0
     for hit in hits[:3]:
@@ -236,10 +239,10 @@ def extractive_answer(
 ) -> Answer:
     """Quote the retrieved sentences that best answer the question, each marked [n]."""
     passages = [retriever.passage(h) for h in hits]
-    if should_abstain(hits, terms, retriever, min_coverage, question):
+    ranked = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)
+    if should_abstain(question, hits, ranked, terms, retriever, min_coverage):
         return abstention(question, passages, terms.query)
-    candidates = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)
-    candidates = [c for c in candidates if c.coverage > 0]
+    candidates = [c for c in ranked if c.coverage > 0]
     if not candidates:
         return abstention(question, passages, terms.query)
     limit = max_list_sentences if is_list_question(question) else max_sentences
@@ -252,16 +255,11 @@ def extractive_answer(
                for c in chosen):
             continue
         chosen.append(cand)
-    return compose(question, chosen, hits, passages, retriever, terms.query)
+    return compose(question, chosen, passages, terms.query)
 
 
 def compose(
-    question: str,
-    chosen: Sequence[_Candidate],
-    hits: Sequence[Hit],
-    passages: Sequence[Passage],
-    retriever: HybridRetriever,
-    query: str,
+    question: str, chosen: Sequence[_Candidate], passages: Sequence[Passage], query: str
 ) -> Answer:
     """Number sources by first use and write the answer text with [n] after each sentence."""
     numbers: dict[int, int] = {}
