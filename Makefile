@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test index eval bench lint clean browser
+.PHONY: run test test-slow index eval bench lint clean browser
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,14 +32,20 @@ index: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
 
+# The long cases (crash loops, large corpora) that `make test` leaves out.
+test-slow: $(STAMP) browser
+	$(BIN)/python -m pytest -q -m slow
+
 eval: $(STAMP)
 	$(BIN)/peerqa eval
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 
+# ruff (errors, import order, likely bugs) and mypy --strict over the package.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests app_gradio.py benchmarks
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

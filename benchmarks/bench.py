@@ -38,11 +38,6 @@ print(json.dumps({"built": info.built, "import_s": t_import, "open_s": t_open,
 """
 
 
-def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=200, help="questions timed for p50/p95")
@@ -69,7 +64,7 @@ def main() -> None:
         print(f"resident memory (max RSS): {fig['max_rss_mb']:6.0f} MB after one answer "
               "(target < 600 MB)")
 
-        from peerqa.gold import default_gold_path, load_gold
+        from peerqa.evaluation import default_gold_path, load_gold, percentile
 
         items = load_gold(default_gold_path())[: args.questions]
         a.ask("warm up")
@@ -79,7 +74,7 @@ def main() -> None:
             a.ask(item.question, history=list(item.history))
             times.append((time.perf_counter() - t) * 1000)
         print(f"ask, index open:           p50 {statistics.median(times):5.1f} ms, "
-              f"p95 {_percentile(times, 0.95):5.1f} ms over {len(times)} questions "
+              f"p95 {percentile(times, 95):5.1f} ms over {len(times)} questions "
               "(target p95 < 150 ms)")
 
         exe = Path(sys.executable).with_name("peerqa")

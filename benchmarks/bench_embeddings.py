@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from peerqa.embeddings import LocalEmbedder  # noqa: E402
+from peerqa.evaluation import percentile  # noqa: E402
 
 QUESTIONS = [
     "What does a peer support worker do?",
@@ -79,10 +78,10 @@ def main() -> None:
         t = time.perf_counter()
         embedder.embed_query(q)
         latencies.append(time.perf_counter() - t)
-    ms = np.array(latencies) * 1000
+    ms = [t * 1000 for t in latencies]
     print(
         f"query latency over {args.queries} short questions: "
-        f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms"
+        f"p50 {percentile(ms, 50):.1f} ms, p95 {percentile(ms, 95):.1f} ms"
     )
 
     texts = corpus_windows(args.texts)

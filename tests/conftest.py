@@ -9,11 +9,7 @@ from pathlib import Path
 import pytest
 
 from peerqa import Assistant
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parent / "data"
-TINY = DATA / "tiny"
-ARTIFACTS = REPO / "test-artifacts"
+from tests.helpers import ARTIFACTS, TINY, FakeEmbedder
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +57,18 @@ def tiny_assistant(tiny_corpus: Path, tmp_path: Path) -> Assistant:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture
+def fake_embedder() -> FakeEmbedder:
+    """A deterministic embedder that needs no model: hashed, stemmed words."""
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def tiny_fake(tiny_corpus: Path, tmp_path: Path, fake_embedder: FakeEmbedder) -> Assistant:
+    """The tiny corpus, indexed with the fake embedder (no model is loaded)."""
+    a = Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "tiny-fake-index",
+                  embedder=fake_embedder)
+    a.index()
+    return a

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from peerqa.retrieval import tokenize
+from peerqa.text import tokenize
 
 Content = str | Callable[[dict[str, Any]], str]
 

@@ -2,115 +2,32 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 
 import pytest
 
 from peerqa import Answer, Assistant, Citation, Document, Passage, Settings
-from peerqa.app import (
-    BUSY_MESSAGE,
-    AnswerSlots,
-    about_html,
-    answer_html,
-    answer_markdown,
-    build_app,
-    is_loopback,
-    launch_auth,
-    md_text,
-    passage_html,
-)
+from peerqa.app import BUSY_MESSAGE, AnswerSlots, Handlers, build_app
 from peerqa.errors import ConfigurationError
-from tests.helpers import free_port, stop
+from peerqa.render import _quote_md, about_html, answer_html, answer_markdown, md_text, passage_html
+from peerqa.serving import is_loopback, launch_auth
+from tests.helpers import (
+    ANSWERABLE,
+    HOSTILE,
+    REPO,
+    RunningApp,
+    app_env,
+    get,
+    running_app,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-HOSTILE = "<script>alert(1)</script> <img src=x onerror=alert(1)> [click](javascript:alert(1))"
-ANSWERABLE = "What training do peer support workers need?"
 OUTSIDE = "What are the tax rules for cryptocurrency mining?"
-START_SECONDS = 90
-
-
-# -- a real app process ------------------------------------------------------------------------
-
-
-@dataclass
-class RunningApp:
-    url: str
-    port: int
-    process: subprocess.Popen
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def app_env(workdir: Path, **settings: str) -> dict[str, str]:
-    """The environment of an app process: offline, no user settings, the given PEERQA_ ones."""
-    dropped = {"OPENAI_API_KEY", "OPENAI_BASE_URL"}
-    env = {
-        k: v for k, v in os.environ.items()
-        if not k.startswith(("PEERQA_", "GRADIO_")) and k not in dropped
-    }
-    src = str(REPO / "src")
-    env.update(
-        PYTHONPATH=src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
-        PYTHONUNBUFFERED="1",
-        HF_HUB_OFFLINE="1",
-        GRADIO_ANALYTICS_ENABLED="False",
-        XDG_CACHE_HOME=str(workdir / "xdg-cache"),
-    )
-    env.update({f"PEERQA_{k.upper()}": v for k, v in settings.items()})
-    return env
-
-
-@contextlib.contextmanager
-def running_app(workdir: Path, **settings: str) -> Iterator[RunningApp]:
-    """``python app_gradio.py`` on a free 127.0.0.1 port, from the repository root as ``make run``
-    does; yields once the page answers, stops the process afterwards."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log = workdir / "app.log"
-    env = app_env(workdir, host="127.0.0.1", port=str(port), **settings)
-    with open(log, "w", encoding="utf-8") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(REPO / "app_gradio.py")],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    app = RunningApp(f"http://127.0.0.1:{port}", port, process, log)
-    try:
-        deadline = time.monotonic() + START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the app exited with {process.returncode}:\n{app.output()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"the app was not ready in {START_SECONDS} s:\n{app.output()}")
-            with contextlib.suppress(OSError):
-                if "peerqa: ready at" in app.output() and get(app, "/config")[0] == 200:
-                    break
-            time.sleep(0.25)
-        yield app
-    finally:
-        stop(process)
-
-
-def get(app: RunningApp, path: str, method: str = "GET") -> tuple[int, bytes]:
-    """One request with the path sent exactly as written (no client-side normalising)."""
-    conn = http.client.HTTPConnection("127.0.0.1", app.port, timeout=10)
-    try:
-        conn.request(method, path, body=b"x" if method == "POST" else None)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def client(app: RunningApp):
@@ -254,25 +171,23 @@ def test_launcher__refuses_to_listen_on_all_addresses_without_credentials(tmp_pa
 # -- the app's handlers, in process ------------------------------------------------------------
 
 
-def handler(blocks, name: str):
-    return next(f.fn for f in blocks.fns.values() if f.name == name)
-
-
 def test_handlers__busy_when_no_answer_slot_frees_up(assistant: Assistant):
     slots = AnswerSlots(1, wait=0.01)
-    blocks = build_app(assistant, examples=[], slots=slots)
+    on = Handlers(assistant, slots)
+    build_app(assistant, examples=[], handlers=on)
     assert slots.acquire()  # another question holds the only slot
     try:
-        assert handler(blocks, "ask")(ANSWERABLE) == BUSY_MESSAGE + "\n"
-        *_, (chat, turns, _, _) = handler(blocks, "respond")(ANSWERABLE, [], [], ["x"])
+        assert on.ask(ANSWERABLE) == BUSY_MESSAGE + "\n"
+        *_, (chat, turns, _, _) = on.respond(ANSWERABLE, [], [], ["x"])
         assert BUSY_MESSAGE in chat[-1]["content"] and turns == []
     finally:
         slots.release()
 
 
 def test_handlers__chat_explains_problems_in_words_and_keeps_history(assistant: Assistant):
-    blocks = build_app(assistant, examples=[])
-    respond = handler(blocks, "respond")
+    on = Handlers(assistant)
+    build_app(assistant, examples=[], handlers=on)
+    respond = on.respond
     ids = [d.doc_id for d in assistant.documents]
     *_, (chat, turns, _, _) = respond(ANSWERABLE, [], [], [])
     assert "no document is selected" in chat[-1]["content"] and turns == []
@@ -407,7 +322,6 @@ def test_launcher__bad_setting_is_a_one_line_message_not_a_traceback(tmp_path):
 
 
 def test_answer_markdown__crlf_document_quotes_stay_whole():
-    from peerqa.app import _quote_md
 
     text = "Line one here.\r\nSecond line is highlighted.\r\nThird line."
     start = 100

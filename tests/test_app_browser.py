@@ -11,9 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from peerqa import Assistant
-
-# The helpers that start `python app_gradio.py` live with the HTTP tests.
-from .test_app import ANSWERABLE, HOSTILE, RunningApp, running_app
+from tests.helpers import ANSWERABLE, HOSTILE, RunningApp, running_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from peerqa import Assistant, ConfigurationError, InputError
-from peerqa.citations import markers
+from peerqa.text import markers
 
 
 def _check_answer_invariants(assistant: Assistant, answer) -> None:
@@ -27,8 +27,8 @@ def test_ask__answers_with_resolving_verbatim_citations(assistant):
     assert not answer.abstained
     assert answer.citations and re.search(r"\[\d+\]", answer.text)
     _check_answer_invariants(assistant, answer)
-    assert answer.checks["markers_resolve"] and answer.checks["all_citations_used"]
-    assert answer.checks["unsupported_sentences"] == []
+    assert answer.checks.markers_resolve and answer.checks.all_citations_used
+    assert answer.checks.unsupported_sentences == []
 
 
 def test_ask__numbers_sources_in_order_of_first_use(assistant):
@@ -154,7 +154,7 @@ def test_ask__a_sources_own_reference_marks_never_become_citation_markers(tiny_c
     answer = a.ask("Do peer workers reduce stigma in teams?")
     assert not answer.abstained
     _check_answer_invariants(a, answer)
-    assert answer.checks["markers_resolve"] and "teams [1]." not in answer.text
+    assert answer.checks.markers_resolve and "teams [1]." not in answer.text
 
 
 def test_ask__figure_question_in_other_words_is_answered_not_abstained(assistant):

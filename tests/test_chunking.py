@@ -4,9 +4,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peerqa import load_corpus
-from peerqa.chunking import chunk_corpus, chunk_document, paragraphs, sentence_spans
+from peerqa.chunking import chunk_corpus, chunk_document, paragraphs
 from peerqa.settings import bundled_corpus_dir
+from peerqa.text import sentence_spans
 from peerqa.types import Document
+
+SIZES = {"target_words": 110, "max_words": 150}  # the settings' defaults
 
 
 def _doc(text: str, doc_id: str = "d") -> Document:
@@ -16,7 +19,7 @@ def _doc(text: str, doc_id: str = "d") -> Document:
 def test_bundled_corpus__offsets_slice_documents_exactly_and_chunks_stay_short():
     corpus = load_corpus(bundled_corpus_dir())
     docs = {d.doc_id: d for d in corpus.documents}
-    chunks = chunk_corpus(corpus.documents)
+    chunks = chunk_corpus(corpus.documents, **SIZES)
     assert len(chunks) > 150
     for c in chunks:
         assert docs[c.doc_id].text[c.start : c.end] == c.text
@@ -27,7 +30,7 @@ def test_bundled_corpus__offsets_slice_documents_exactly_and_chunks_stay_short()
 
 def test_bundled_corpus__sections_follow_headings_not_running_headers():
     corpus = load_corpus(bundled_corpus_dir())
-    chunks = chunk_corpus(corpus.documents)
+    chunks = chunk_corpus(corpus.documents, **SIZES)
     sections = {c.section for c in chunks}
     assert not any(s.startswith("Evidence Brief: Peer Support Workers") for s in sections)
     assert "Main Findings" in sections  # plain-text heading (pilot evaluation)
@@ -42,7 +45,7 @@ def test_bibliography_entry_is_its_own_unit_with_title_as_section():
         "Abstract of the first study about preparation.\n\n[Second study](#) 2020, J Two\n\n"
         "Abstract of the second study about supervision.\n"
     )
-    chunks = chunk_document(_doc(text))
+    chunks = chunk_document(_doc(text), **SIZES)
     assert [c.section for c in chunks] == ["Implementation > First study",
                                            "Implementation > Second study"]
     assert "second" not in chunks[0].text.lower()

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from peerqa.evaluation import EvalRun, format_table, load_gold_items, run_eval
-from peerqa.report import write_report
+from peerqa.evaluation import EvalRun, format_table, load_gold_items, run_eval, write_report
 
 pytestmark = pytest.mark.citation_suite
 

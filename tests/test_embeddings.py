@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peerqa import embeddings
 from peerqa.embeddings import Embedder, LocalEmbedder, get_embedder, local_model_dir
+from peerqa.embeddings import minilm as embeddings
 from peerqa.errors import ConfigurationError, ModelError
 from peerqa.settings import Settings
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from peerqa.cli import main
 from peerqa.evaluation import (
     BM25Baseline,
+    Evidence,
+    GoldItem,
     ItemResult,
     LlamaIndexBaseline,
     Span,
@@ -24,12 +27,11 @@ from peerqa.evaluation import (
     marker_checks,
     percentile,
     reciprocal_rank,
+    render,
     run_eval,
     token_f1,
     verbatim,
 )
-from peerqa.gold import Evidence, GoldItem
-from peerqa.report import render
 from peerqa.types import Answer, Chunk, Citation, Document, Passage
 
 DOC_TEXT = (
@@ -47,7 +49,8 @@ def _span_of(text: str) -> tuple[int, int]:
 
 def _citation(number: int, text: str, doc: Document = DOC) -> Citation:
     start = doc.text.index(text)
-    return Citation(number, doc.doc_id, doc.title, "", text, start, start + len(text), 1.0)
+    return Citation(doc_id=doc.doc_id, title=doc.title, section="", text=text, start=start,
+                    end=start + len(text), score=1.0, number=number)
 
 
 def _passage(text: str, doc: Document = DOC) -> Passage:
@@ -174,9 +177,9 @@ def test_marker_checks__every_marker_resolves_and_every_citation_is_used():
 def test_verbatim__a_quote_must_equal_the_document_text_at_its_span():
     good = _citation(1, "Supervision should happen monthly.")
     assert verbatim(good, DOCS)
-    shifted = Citation(1, "guide", "Guide", "", good.text, good.start + 1, good.end + 1, 1.0)
+    shifted = replace(good, start=good.start + 1, end=good.end + 1)
     assert not verbatim(shifted, DOCS)
-    assert not verbatim(Citation(1, "missing", "", "", good.text, good.start, good.end, 1.0), DOCS)
+    assert not verbatim(replace(good, doc_id="missing", title=""), DOCS)
 
 
 # --------------------------------------------------------------------------- answer metrics
@@ -269,7 +272,8 @@ def test_evaluate_answer__answering_an_unanswerable_item_fails():
 def test_evaluate_answer__a_quote_that_is_not_the_document_text_breaks_fidelity():
     text = "Supervision should happen monthly."
     start, end = _span_of(text)
-    forged = Citation(1, "guide", "Guide", "", "Supervision should happen weekly.", start, end, 1.0)
+    forged = Citation(doc_id="guide", title="Guide", section="", start=start, end=end, score=1.0,
+                      text="Supervision should happen weekly.", number=1)
     r = evaluate_answer(_item(), _answer(f"{text} [1]", [forged], []), [], DOCS, k=5)
     assert r.metrics["quote_fidelity"] == 0.0
     assert any("fidelity" in f for f in r.failures)
@@ -376,7 +380,7 @@ def _write_gold(path: Path, docs: dict[str, str]) -> Path:
 def test_run_eval_and_report__on_the_tiny_corpus(tiny_assistant, tmp_path):
     tiny_assistant.index()
     docs = {d.doc_id: d.text for d in tiny_assistant.documents}
-    from peerqa.gold import load_gold
+    from peerqa.evaluation import load_gold
 
     items = load_gold(_write_gold(tmp_path / "gold.jsonl", docs))
     run = run_eval(tiny_assistant, items, k=3, compare=True)

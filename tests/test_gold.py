@@ -11,7 +11,14 @@ import pytest
 
 from peerqa.corpus import load_corpus
 from peerqa.errors import InputError
-from peerqa.gold import TYPES, Evidence, GoldItem, default_gold_path, load_gold, validate_gold
+from peerqa.evaluation.gold import (
+    TYPES,
+    Evidence,
+    GoldItem,
+    default_gold_path,
+    load_gold,
+    validate_gold,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 EVALS = ROOT / "evals"

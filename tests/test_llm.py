@@ -24,11 +24,13 @@ from peerqa import (
     ConfigurationError,
     Settings,
 )
-from peerqa.answering import ABSTAIN_TEXT, check_citations
-from peerqa.citations import marked_sentences, supports
-from peerqa.llm import NOT_COVERED, UNSUPPORTED_FLAG, Verifier, build_prompt, scrub
+from peerqa.answer.judge import check_citations, marked_sentences, supports
+from peerqa.answer.outcome import ABSTAIN_TEXT
+from peerqa.answer.prompt import NOT_COVERED, build_prompt
+from peerqa.answer.verifier import UNSUPPORTED_FLAG, Verifier
+from peerqa.openai_client import scrub
 from peerqa.types import Passage
-from tests.conftest import TINY
+from tests.helpers import TINY
 from tests.openai_server import FakeOpenAI, Reply
 
 KEY = "sk-test-SECRET-0123456789abcdef"
@@ -83,8 +85,8 @@ def assert_verified(answer: Answer) -> None:
         assert sentence.numbers, sentence.text
         assert supports(sentence.text, [by_number[n].text for n in sentence.numbers])
     checks = check_citations(answer.text, answer.citations)
-    assert checks["markers_resolve"] and checks["all_citations_used"]
-    assert checks["unsupported_sentences"] == []
+    assert checks.markers_resolve and checks.all_citations_used
+    assert checks.unsupported_sentences == []
 
 
 def assert_verbatim(answer: Answer, corpus: Path, assistant: Assistant) -> None:
@@ -197,7 +199,7 @@ def test_verifier__any_cut_of_the_stream_gives_the_answer_the_judge_accepts(
     )
     assert (whole.unsupported, whole.uncited, whole.gap) == (1, 0, True)
     checks = check_citations(whole.text, whole.citations())
-    assert checks["unsupported_sentences"] == [] and checks["markers_resolve"]
+    assert checks.unsupported_sentences == [] and checks.markers_resolve
 
     bounds = [0, *sorted(set(cuts)), len(_TRICKY_REPLY)]
     split = Verifier(_TRICKY_SOURCES)
@@ -214,14 +216,15 @@ def test_build_prompt__cuts_passages_and_history_to_fit_and_says_so() -> None:
     history = [{"role": "user", "content": "earlier " * 3000},
                {"role": "assistant", "content": "An answer [1]. " * 5}]
     prompt = build_prompt("What is peer support?", history, passages,
-                          context_window=1500, answer_tokens=300)
+                          context_window=1500, answer_tokens=300, max_sentences=6)
     assert 0 < len(prompt.sources) < 6
     assert prompt.passages_cut == 6 - len(prompt.sources)
     assert prompt.prompt_tokens <= 1500 - 300
     with pytest.raises(ConfigurationError, match="PEERQA_OPENAI_CONTEXT_WINDOW"):
-        build_prompt("q", [], passages, context_window=1024, answer_tokens=1000)
+        build_prompt("q", [], passages, context_window=1024, answer_tokens=1000,
+                     max_sentences=6)
     roomy = build_prompt("What is peer support?", history, passages[:2],
-                         context_window=4000, answer_tokens=300)
+                         context_window=4000, answer_tokens=300, max_sentences=6)
     assert roomy.history_cut == 1  # the long user turn is dropped, the newer answer kept
     assert roomy.messages[1] == {"role": "assistant", "content": "An answer. " * 4 + "An answer."}
 
@@ -264,7 +267,7 @@ def test_ask__well_cited_answer_is_verified_and_renumbered_by_first_use(
     assert_verbatim(answer, tiny_corpus, a)
     # The supervision passage is highlighted on both of its sentences the answer drew on.
     assert len(answer.citations[1].highlights) == 2
-    assert answer.checks["failed"] == [] and answer.checks["generated_markers_resolve"]
+    assert answer.checks.failed == [] and answer.checks.generated_markers_resolve
 
     (request,) = fake_openai.requests
     assert request["headers"]["Authorization"] == f"Bearer {KEY}"
@@ -289,10 +292,10 @@ def test_ask__marker_pointing_at_no_source_is_removed(
 
     assert answer.text == f"{SUPERVISION}. [1]"
     assert_verified(answer)
-    assert answer.checks["generated_markers_resolve"] is False
-    assert answer.checks["removed_markers"] == [9, 12]
-    assert answer.checks["failed"] == ["markers_resolve", "sentences_cited"]
-    assert answer.checks["markers_resolve"] is True  # of the answer as shown
+    assert answer.checks.generated_markers_resolve is False
+    assert answer.checks.removed_markers == [9, 12]
+    assert answer.checks.failed == ["markers_resolve", "sentences_cited"]
+    assert answer.checks.markers_resolve is True  # of the answer as shown
     assert any("[9], [12]" in n for n in answer.notices)
 
 
@@ -309,15 +312,15 @@ def test_ask__sentence_its_passage_does_not_support_is_dropped_or_flagged(
     dropped = make_assistant().ask(QUESTION)
     assert dropped.text == f"{SUPERVISION}. [1]"
     assert_verified(dropped)
-    assert dropped.checks["unsupported_generated"] == 1
-    assert dropped.checks["dropped_sentences"] == 1
-    assert dropped.checks["failed"] == ["sentences_supported"]
+    assert dropped.checks.unsupported_generated == 1
+    assert dropped.checks.dropped_sentences == 1
+    assert dropped.checks.failed == ["sentences_supported"]
     assert any("1 sentence(s) of the written answer were removed" in n for n in dropped.notices)
 
     flagged = make_assistant(openai_unsupported="flag").ask(QUESTION)
     assert "medical degree" in flagged.text and UNSUPPORTED_FLAG in flagged.text
-    assert flagged.checks["flagged_sentences"] == 1
-    assert len(flagged.checks["unsupported_sentences"]) == 1  # the judge's view of the answer
+    assert flagged.checks.flagged_sentences == 1
+    assert len(flagged.checks.unsupported_sentences) == 1  # the judge's view of the answer
     assert any(UNSUPPORTED_FLAG in n for n in flagged.notices)
 
 
@@ -343,7 +346,7 @@ def test_ask__5xx_retries_are_bounded_then_fall_back(
     answer = make_assistant(openai_max_retries=1).ask(QUESTION)
     assert time.perf_counter() - t0 < 20
     assert len(fake_openai.chat_requests()) == 2  # one try and one retry, no more
-    assert answer.mode == "extractive" and answer.checks["fallback"] == "backend_error"
+    assert answer.mode == "extractive" and answer.checks.fallback == "backend_error"
     assert "HTTP 503 after 1 retry" in answer.notices[0]
 
 
@@ -380,7 +383,7 @@ def test_ask__rejected_key_is_not_retried_and_never_shown(
     assert answer.mode == "extractive" and not answer.text.startswith("The written")
     assert "rejected the API key (HTTP 401)" in answer.notices[0]
     assert "OPENAI_API_KEY" in answer.notices[0]
-    assert answer.checks["backend_error"] == "BackendAuthError"
+    assert answer.checks.backend_error == "BackendAuthError"
     assert KEY not in repr(answer)
 
     with pytest.raises(BackendAuthError) as info:
@@ -402,7 +405,7 @@ def test_ask__server_that_never_answers_times_out_and_falls_back(
     assert time.perf_counter() - t0 < 10
     assert answer.mode == "extractive" and not answer.abstained
     assert "did not answer within 0.5 s" in answer.notices[0]
-    assert answer.checks["backend_error"] == "BackendTimeoutError"
+    assert answer.checks.backend_error == "BackendTimeoutError"
     assert len(fake_openai.chat_requests()) == 1  # a timeout is not retried
 
     with pytest.raises(BackendTimeoutError, match="PEERQA_OPENAI_TIMEOUT") as info:
@@ -442,7 +445,7 @@ def test_ask__injected_document_stays_data_and_the_canary_is_dropped(
     assert "CANARY" not in answer.text and "evil" not in answer.text
     assert [c.doc_id for c in answer.citations] == ["training-guide"]
     # Both hostile sentences carry a link, which is judged first: cited or not, never shown.
-    assert answer.checks["linked_generated"] == 2 and answer.checks["uncited_generated"] == 0
+    assert answer.checks.linked_generated == 2 and answer.checks.uncited_generated == 0
     assert all("CANARY" not in n and "evil" not in n for n in answer.notices)
 
     pieces = list(a.stream(question))
@@ -507,12 +510,12 @@ def test_ask__nothing_verified_falls_back_or_abstains_in_strict_mode(
     invented = "Peer workers are famous for their cooking [1]. They live on boats [2]."
     fake_openai.script(invented, invented)
     answer = make_assistant().ask(QUESTION)
-    assert answer.mode == "extractive" and answer.checks["fallback"] == "unverified"
+    assert answer.mode == "extractive" and answer.checks.fallback == "unverified"
     assert "None of the written answer's sentences" in answer.notices[0]
 
     strict = make_assistant(strict=True).ask(QUESTION)
     assert strict.abstained and strict.mode == "openai"
-    assert "nothing_verified" in strict.checks["failed"]
+    assert "nothing_verified" in strict.checks.failed
 
 
 @pytest.mark.server
@@ -526,9 +529,9 @@ def test_ask__budget_cut_is_reported(
         QUESTION, history=history
     )
     body = fake_openai.chat_requests()[0]
-    assert answer.checks["history_cut"] == 1
-    assert answer.checks["passages_sent"] == len(sources_of(body))
-    assert answer.checks["passages_cut"] > 0
+    assert answer.checks.history_cut == 1
+    assert answer.checks.passages_sent == len(sources_of(body))
+    assert answer.checks.passages_cut > 0
     assert any("were left out" in n for n in answer.notices)
     assert body["max_tokens"] == 550
     assert answer.mode == "openai" and answer.citations
@@ -564,7 +567,9 @@ def test_openai_embeddings__build_and_query_an_index_in_batches_without_empty_in
     assert all(b["model"] == "fake-embed" for b in fake_openai.embedding_requests())
 
     hits = a.retriever.search("remote supervision by video call", 3)
-    assert "video call" in hits[0].chunk.text and hits[0].dense_rank == 0
+    query_vector = embedder.embed_query("remote supervision by video call")
+    nearest, _ = a.store.open().query(query_vector, 1)[0]
+    assert "video call" in hits[0].passage.text and nearest == hits[0].passage.chunk_id
     assert fake_openai.embedding_requests()[-1]["input"] == ["remote supervision by video call"]
     answer = a.ask("How are peer workers in rural areas supervised?")
     assert not answer.abstained and any("video call" in c.text for c in answer.citations)

@@ -165,4 +165,4 @@ def test_sentence_vectors__stored_per_sentence_with_exact_offsets_and_reused(
     stage = [c for c in again if c[0] == "sentences"]
     assert stage[0][1] == len(sentences.vectors)  # all old sentence vectors reused
     hit = fresh.retriever.search("prison teams", k=1)[0]
-    assert hit.chunk.doc_id == "extra" and hit.sentences and hit.sentences[0][2] > 0.3
+    assert hit.passage.doc_id == "extra" and hit.sentences and hit.sentences[0][2] > 0.3

@@ -4,7 +4,7 @@
     answer = Assistant().ask("What training do peer workers need?")
 """
 
-from .assistant import Assistant, IndexInfo
+from .assistant import Assistant
 from .corpus import Corpus, load_corpus
 from .errors import (
     BackendAuthError,
@@ -20,11 +20,13 @@ from .errors import (
     PeerQAError,
     StoreError,
 )
+from .indexing import IndexInfo
 from .settings import Settings
-from .types import Answer, Chunk, Citation, Document, Passage
+from .types import Answer, AnswerChecks, Chunk, Citation, Document, Passage
 
 __all__ = [
     "Answer",
+    "AnswerChecks",
     "Assistant",
     "BackendAuthError",
     "BackendError",

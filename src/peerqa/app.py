@@ -1,7 +1,8 @@
-"""The Gradio chat app: a thin layer over one Assistant, with every corpus string escaped here.
+"""The Gradio chat app: the Blocks over one Assistant, and a launch with safe defaults.
 
-Rendering is pure functions of an ``Answer`` (HTML for the chat, Markdown for the API and the
-download); ``build_app`` wires them into Gradio; ``main`` opens the index once and launches on
+How answers look is ``render.py``'s job (every corpus string is escaped there); the style and
+script are static files beside this module. ``Handlers`` holds what the app's events call, by
+name; ``build_app`` wires them into Gradio; ``main`` opens the index once and launches on
 127.0.0.1 with a bounded queue, no share link, no analytics and no file routes.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import os
 import re
 import shutil
@@ -18,32 +18,26 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-# Gradio reads this when it is imported and at launch; set it before either can happen.
-os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-
-from .cli import ProgressBar  # noqa: E402
-from .errors import ConfigurationError, InputError, PeerQAError  # noqa: E402
-from .settings import Settings, load_settings  # noqa: E402
-from .types import Answer, Citation, Document, Passage  # noqa: E402
+from .errors import ConfigurationError, InputError, PeerQAError
+from .render import ProgressBar, about_html, answer_html, answer_markdown, html_text
+from .serving import STATIC, launch, launch_auth
+from .settings import load_settings
+from .text import HEADING, heading_level
+from .types import Answer, Document
 
 if TYPE_CHECKING:
     import gradio as gr
 
-    from .assistant import Assistant, IndexInfo
+    from .assistant import Assistant
+    from .indexing import IndexInfo
 
 TITLE = "peerqa: evidence on Peer Support Workers"
-CONTEXT_CHARS = 280
-"""Characters of document text shown before and after a quoted passage."""
 ANSWER_SLOTS = 2
 """Questions answered at once (the answering is CPU-bound); the rest wait for a slot."""
 BUSY_WAIT_SECONDS = 30.0
-QUEUE_CONCURRENCY = 4
-QUEUE_MAX_SIZE = 64
 BUSY_MESSAGE = (
     "Many questions are being answered right now, so this one could not be started. "
     "Please ask again in a moment."
@@ -57,291 +51,18 @@ CANDIDATE_EXAMPLES = (
     "How should peer support workers be recruited?",
     "What is the role of a peer support worker?",
 )
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-
-# -- escaping ---------------------------------------------------------------------------------
-
-# One pass over the text: HTML's five specials, plus every character that Markdown, GFM autolinks
-# or LaTeX would act on, as numeric entities. Entities are literal text to a Markdown parser, so
-# document text can never become a tag, a link or an emphasis, whatever Gradio does with it.
-_HTML_TABLE = str.maketrans(
-    {c: f"&#{ord(c)};" for c in "&<>\"'`*_[](){}#|~$\\!:=@^"}
-)
-_MARKER = re.compile(r"\[(\d{1,3})\]")
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$&])")
-
-
-def html_text(text: str) -> str:
-    """Escape text for the chat's HTML: nothing in it can act as HTML or Markdown."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_HTML_TABLE)
-    return text.replace("\n", "<br>")
-
-
-def md_text(text: str) -> str:
-    """Escape text for Markdown: shown verbatim by any CommonMark renderer, never a link or tag."""
-    return _MD_SPECIAL.sub(r"\\\1", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def _year(year: int | None) -> str:
-    return str(year) if year is not None else "n.d."
-
-
-def _section(section: str) -> str:
-    return " › ".join(p.strip() for p in section.split(" > ") if p.strip()) or "untitled section"
-
-
-# -- passages in context ------------------------------------------------------------------------
-
-
-def _merged(spans: Sequence[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
-    """Highlight spans clipped to [start, end], sorted and merged."""
-    clipped = sorted((max(a, start), min(b, end)) for a, b in spans if min(b, end) > max(a, start))
-    out: list[tuple[int, int]] = []
-    for a, b in clipped:
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def _context(doc_text: str, start: int, end: int, chars: int) -> tuple[str, str]:
-    """About ``chars`` characters of text either side of [start, end], cut at word boundaries."""
-    lo = max(0, start - chars)
-    before = doc_text[lo:start]
-    if lo > 0:
-        cut = re.search(r"\s", before)
-        before = "…" + (before[cut.end():] if cut else before)
-    hi = min(len(doc_text), end + chars)
-    after = doc_text[end:hi]
-    if hi < len(doc_text):
-        cut = re.search(r"\s\S*$", after)
-        after = (after[: cut.start()] if cut else after) + "…"
-    return before, after
-
-
-def passage_html(
-    text: str,
-    start: int,
-    end: int,
-    highlights: Sequence[tuple[int, int]],
-    document: Document | None,
-    context_chars: int = CONTEXT_CHARS,
-) -> str:
-    """A passage inside its surrounding document text, the quoted sentences in <mark>."""
-    in_document = document is not None and document.text[start:end] == text
-    before = after = ""
-    if in_document:
-        assert document is not None
-        before, after = _context(document.text, start, end, context_chars)
-    parts = []
-    pos = start
-    for a, b in _merged(highlights, start, end):
-        parts.append(html_text(text[pos - start : a - start]))
-        parts.append(f'<mark class="pq-hl">{html_text(text[a - start : b - start])}</mark>')
-        pos = b
-    parts.append(html_text(text[pos - start :]))
-    return (
-        '<div class="pq-passage">'
-        + (f'<span class="pq-ctx">{html_text(before)}</span>' if before else "")
-        + f'<span class="pq-quote">{"".join(parts)}</span>'
-        + (f'<span class="pq-ctx">{html_text(after)}</span>' if after else "")
-        + "</div>"
-    )
-
-
-def _preview(text: str, start: int, highlights: Sequence[tuple[int, int]], limit: int = 180) -> str:
-    spans = _merged(highlights, start, start + len(text))
-    quoted = " … ".join(text[a - start : b - start].strip() for a, b in spans) or text
-    quoted = " ".join(quoted.split())
-    return quoted if len(quoted) <= limit else quoted[: limit - 1].rsplit(" ", 1)[0] + " …"
-
-
-def _source_card(
-    anchor: str,
-    label: str,
-    item: Citation | Passage,
-    highlights: Sequence[tuple[int, int]],
-    document: Document | None,
-) -> str:
-    title = html_text(item.title)
-    year = html_text(_year(item.year))
-    section = html_text(_section(item.section))
-    preview = html_text(_preview(item.text, item.start, highlights))
-    doc_name = html_text(document.short_title if document and document.short_title else item.doc_id)
-    return (
-        f'<details class="pq-src" id="{anchor}">'
-        f'<summary><span class="pq-num">{label}</span> '
-        f'<span class="pq-title">{title}</span> <span class="pq-year">({year})</span>'
-        f'<span class="pq-section">{section}</span>'
-        f'<span class="pq-preview">“{preview}”</span></summary>'
-        + passage_html(item.text, item.start, item.end, highlights, document)
-        + f'<div class="pq-loc">{doc_name} · characters {item.start}–{item.end}</div>'
-        "</details>"
-    )
-
-
-# -- answers -------------------------------------------------------------------------------------
-
-
-def _answer_text_html(text: str, anchors: Mapping[int, str]) -> str:
-    out, pos = [], 0
-    for m in _MARKER.finditer(text):
-        out.append(html_text(text[pos : m.start()]))
-        n = int(m.group(1))
-        if n in anchors:
-            out.append(
-                f'<a class="pq-marker" href="#{anchors[n]}" title="Show source {n}">'
-                f"&#91;{n}&#93;</a>"
-            )
-        else:
-            out.append(html_text(m.group(0)))
-        pos = m.end()
-    out.append(html_text(text[pos:]))
-    return "".join(out)
-
-
-def answer_html(answer: Answer, documents: Mapping[str, Document], turn: str) -> str:
-    """An answer for the chat: text with clickable [n] markers, then its sources in context."""
-    anchors = {c.number: f"pq-{turn}-s{c.number}" for c in answer.citations}
-    parts = [f'<div class="pq-answer" id="pq-{turn}">']
-    text_class = "pq-text pq-abstain" if answer.abstained else "pq-text"
-    parts.append(f'<p class="{text_class}">{_answer_text_html(answer.text, anchors)}</p>')
-    for notice in answer.notices:
-        parts.append(f'<p class="pq-notice">Note: {html_text(notice)}</p>')
-    if answer.citations:
-        parts.append('<div class="pq-sources"><h4>Sources</h4>')
-        parts.extend(
-            _source_card(anchors[c.number], f"&#91;{c.number}&#93;", c,
-                         c.highlights or ((c.start, c.end),), documents.get(c.doc_id))
-            for c in answer.citations
-        )
-        parts.append("</div>")
-    if answer.abstained and answer.passages:
-        parts.append(
-            '<div class="pq-closest"><h4>Closest material</h4>'
-            '<p class="pq-note">The nearest passages in the documents. They do not answer the '
-            "question; they show what the documents do say nearby.</p>"
-        )
-        parts.extend(
-            _source_card(f"pq-{turn}-c{i}", f"&#40;{i}&#41;", p, (), documents.get(p.doc_id))
-            for i, p in enumerate(answer.passages, 1)
-        )
-        parts.append("</div>")
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def _quote_md(text: str, start: int, highlights: Sequence[tuple[int, int]]) -> str:
-    """The passage as a Markdown block quote, the quoted sentences in bold."""
-    spans = [(a - start, b - start) for a, b in _merged(highlights, start, start + len(text))]
-    lines, offset = [], 0
-    for raw in text.splitlines(keepends=True) or [""]:
-        line = raw.rstrip("\r\n")
-        end = offset + len(line)
-        out, pos = [], offset
-        for a, b in spans:
-            a, b = max(a, offset), min(b, end)
-            if b <= a:
-                continue
-            out.append(md_text(text[pos:a]))
-            seg = text[a:b]
-            lead = seg[: len(seg) - len(seg.lstrip())]
-            trail = seg[len(seg.rstrip()) :]
-            core = seg.strip()
-            out.append(lead + (f"**{md_text(core)}**" if core else "") + trail)
-            pos = b
-        out.append(md_text(text[pos:end]))
-        rendered = "".join(out).rstrip()
-        lines.append(f"> {rendered}" if rendered else ">")
-        offset += len(raw)
-    return "\n".join(lines)
-
-
-def _answer_text_md(text: str, numbers: set[int]) -> str:
-    out, pos = [], 0
-    for m in _MARKER.finditer(text):
-        out.append(md_text(text[pos : m.start()]))
-        following = text[m.end() : m.end() + 1]
-        # A bare [n] is never a link in Markdown unless "(", "[" or ":" follows it.
-        keep = int(m.group(1)) in numbers and following not in ("(", "[", ":")
-        out.append(m.group(0) if keep else md_text(m.group(0)))
-        pos = m.end()
-    out.append(md_text(text[pos:]))
-    return "".join(out)
-
-
-def _source_md(
-    label: str, item: Citation | Passage, highlights: Sequence[tuple[int, int]]
-) -> list[str]:
-    return [
-        f"**{label}** {md_text(item.title)} ({_year(item.year)}) — "
-        f"{md_text(_section(item.section))}  ",
-        f"{md_text(item.doc_id)}, characters {item.start}–{item.end}",
-        "",
-        _quote_md(item.text, item.start, highlights),
-        "",
-    ]
-
-
-def answer_markdown(answer: Answer, question: str | None = None) -> str:
-    """An answer as Markdown: the text with [n] markers, then each numbered source quoted."""
-    out = []
-    if question:
-        out += [f"**Question:** {md_text(' '.join(question.split()))}", ""]
-    out += [_answer_text_md(answer.text, {c.number for c in answer.citations}), ""]
-    for notice in answer.notices:
-        out += [f"*Note: {md_text(notice)}*", ""]
-    if answer.citations:
-        out += ["**Sources**", ""]
-        for c in answer.citations:
-            out += _source_md(f"[{c.number}]", c, c.highlights)
-    if answer.abstained and answer.passages:
-        out += ["**Closest material** (not an answer)", ""]
-        for i, p in enumerate(answer.passages, 1):
-            out += _source_md(f"({i})", p, ())
-    return "\n".join(out).rstrip() + "\n"
-
-
-def about_html(documents: Sequence[Document], info: IndexInfo | None = None) -> str:
-    """The "About these documents" panel: each document's metadata, escaped."""
-    rows = []
-    for d in documents:
-        meta = [m for m in (d.organisation, d.kind) if m]
-        date = d.year_label + (f" ({d.date_note})" if d.date_note else "")
-        rows.append(
-            '<div class="pq-doc">'
-            f'<div class="pq-doc-title">{html_text(d.title)}</div>'
-            f'<div class="pq-doc-meta">{html_text(" · ".join([date, *meta]))}</div>'
-            + (f'<div class="pq-doc-meta">{html_text(", ".join(d.authors))}</div>' if d.authors
-               else "")
-            + f'<div class="pq-doc-meta">{len(d.text.split()):,} words · id {html_text(d.doc_id)}'
-            "</div></div>"
-        )
-    size = (
-        f" They are indexed as {info.n_chunks} passages." if info is not None else ""
-    )
-    return (
-        '<div class="pq-about">'
-        f"<p>Every answer is built from sentences quoted word for word from these "
-        f"{len(documents)} documents, each followed by the number of its source.{size} "
-        "Nothing else is searched and nothing leaves this computer.</p>"
-        + "".join(rows)
-        + "</div>"
-    )
-
+DOWNLOAD_JS = (STATIC / "download.js").read_text(encoding="utf-8")
 
 # -- questions -----------------------------------------------------------------------------------
-
-_HEADING = re.compile(r"^\s{0,3}#{2,4}\s+(.+?)\s*#*\s*$", re.M)
-
 
 def example_questions(assistant: Assistant, limit: int = 5) -> list[str]:
     """Example questions the documents answer: checked with the assistant, not assumed."""
     candidates = list(CANDIDATE_EXAMPLES)
     for doc in assistant.documents:
-        for m in _HEADING.finditer(doc.text):
-            heading = re.sub(r"[\[\]()*_`#]+", "", m.group(1)).strip()
+        for m in HEADING.finditer(doc.text):
+            if not 2 <= heading_level(m) <= 4:
+                continue
+            heading = re.sub(r"[\[\]()*_`#]+", "", m.group(2)).strip()
             if 3 <= len(heading.split()) <= 8:
                 candidates.append(f"What does the evidence say about {heading[0].lower()}"
                                   f"{heading[1:]}?")
@@ -393,143 +114,36 @@ def _log(error: BaseException) -> None:
 
 # -- the Gradio app ------------------------------------------------------------------------------
 
-CSS = """
-.gradio-container { max-width: 1280px !important; }
-#pq-header h1 { margin-bottom: 0.1em; }
-#pq-header p { margin-top: 0; color: var(--body-text-color-subdued); }
-.pq-answer { line-height: 1.55; overflow-wrap: anywhere; }
-.pq-answer p { margin: 0 0 0.6em 0; }
-.pq-abstain { font-weight: 600; }
-.pq-notice { font-size: 0.9em; color: var(--body-text-color-subdued); font-style: italic; }
-.pq-marker { font-size: 0.78em; vertical-align: super; font-weight: 600; text-decoration: none;
-  padding: 0 0.12em; cursor: pointer; color: var(--link-text-color) !important; }
-.pq-sources h4, .pq-closest h4 { margin: 0.8em 0 0.3em 0; font-size: 0.95em;
-  text-transform: uppercase; letter-spacing: 0.04em; color: var(--body-text-color-subdued); }
-.pq-note { font-size: 0.9em; color: var(--body-text-color-subdued); }
-details.pq-src { border: 1px solid var(--border-color-primary); border-radius: 8px;
-  padding: 0.45em 0.7em; margin: 0.4em 0; background: var(--background-fill-secondary); }
-details.pq-src > summary { cursor: pointer; font-size: 0.95em; line-height: 1.4; }
-.pq-num { font-weight: 700; margin-right: 0.2em; }
-.pq-title { font-weight: 600; font-size: 1em; }
-.pq-year { color: var(--body-text-color-subdued); }
-.pq-section { display: block; font-size: 0.88em; color: var(--body-text-color-subdued); }
-.pq-preview { display: block; font-size: 0.9em; font-style: italic; margin-top: 0.15em; }
-details.pq-src[open] .pq-preview { display: none; }
-.pq-passage { margin: 0.5em 0 0.2em 0; padding: 0.5em 0.75em; border-left: 3px solid
-  var(--color-accent); background: var(--background-fill-primary); font-size: 0.93em; }
-.pq-ctx { color: var(--body-text-color-subdued); }
-.pq-quote { color: var(--body-text-color); }
-mark.pq-hl { background: #fde68a; color: #111; padding: 0 0.1em; border-radius: 2px; }
-.pq-loc { font-size: 0.82em; color: var(--body-text-color-subdued); }
-.pq-flash { outline: 2px solid var(--color-accent); outline-offset: 2px; }
-.pq-about p { font-size: 0.92em; }
-.pq-doc { margin: 0.6em 0; }
-.pq-doc-title { font-weight: 600; }
-.pq-doc-meta { font-size: 0.88em; color: var(--body-text-color-subdued); }
-#pq-status { font-size: 0.85em; color: var(--body-text-color-subdued); }
-"""
 
-# Clicking a [n] marker opens that answer's source n and scrolls to it. The chat scrolls itself:
-# to the bottom while an answer is written, then to the answer's first line (not the end of its
-# sources). Listeners sit on the document because Gradio re-renders messages as they stream in.
-# The narrow-screen style is here, not in CSS, because Gradio scopes CSS to inside the app's frame.
-HEAD = """<style>
-@media (max-width: 640px) {
-  .gradio-container div.main.app { padding-left: 6px !important; padding-right: 6px !important; }
-}
-</style>
-<script>
-(function () {
-  document.addEventListener("click", function (event) {
-    var link = event.target && event.target.closest ? event.target.closest("a.pq-marker") : null;
-    if (!link) { return; }
-    var target = document.getElementById((link.getAttribute("href") || "").slice(1));
-    event.preventDefault();
-    event.stopPropagation();
-    if (!target) { return; }
-    target.open = true;
-    var box = scroller(target);
-    if (box) {
-      box.scrollTo({top: box.scrollTop + target.getBoundingClientRect().top
-        - box.getBoundingClientRect().top - 8, behavior: "smooth"});
-    }
-    target.classList.add("pq-flash");
-    setTimeout(function () { target.classList.remove("pq-flash"); }, 1800);
-  }, true);
-  function scroller(node) {
-    for (var e = node.parentElement; e; e = e.parentElement) {
-      var overflow = getComputedStyle(e).overflowY;
-      if ((overflow === "auto" || overflow === "scroll") && e.scrollHeight > e.clientHeight) {
-        return e;
-      }
-    }
-    return null;
-  }
-  var shown = new WeakSet();
-  var queued = false;
-  function follow() {
-    queued = false;
-    var pending = document.querySelector("#pq-chat .pq-pending");
-    if (pending) {
-      var box = scroller(pending);
-      if (box) { box.scrollTop = box.scrollHeight; }
-      return;
-    }
-    document.querySelectorAll("#pq-chat .pq-answer, #pq-chat .pq-error").forEach(function (el) {
-      if (shown.has(el)) { return; }
-      shown.add(el);
-      var box = scroller(el);
-      var row = el.closest(".message-row");
-      var question = row && row.previousElementSibling;
-      var top = question && question.classList.contains("user-row") ? question : el;
-      if (box) {
-        box.scrollTop += top.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
-      }
-    });
-  }
-  new MutationObserver(function () {
-    if (!queued) { queued = true; requestAnimationFrame(follow); }
-  }).observe(document.documentElement, {childList: true, subtree: true});
-})();
-</script>"""
+class Handlers:
+    """What the app's events call: one object per app, reachable by name (tests call it too)."""
 
-DOWNLOAD_JS = """(markdown) => {
-  if (!markdown) { return; }
-  const blob = new Blob([markdown], {type: "text/markdown;charset=utf-8"});
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = "peerqa-answer.md";
-  document.body.appendChild(link);
-  link.click();
-  setTimeout(() => { URL.revokeObjectURL(link.href); link.remove(); }, 1000);
-}"""
+    def __init__(self, assistant: Assistant, slots: AnswerSlots | None = None) -> None:
+        import gradio as gr
 
+        self._gr = gr
+        self.assistant = assistant
+        self.slots = slots or AnswerSlots()
+        self.documents: dict[str, Document] = {d.doc_id: d for d in assistant.documents}
 
-def build_app(
-    assistant: Assistant,
-    info: IndexInfo | None = None,
-    examples: Sequence[str] | None = None,
-    slots: AnswerSlots | None = None,
-) -> gr.Blocks:
-    """The chat app over one opened Assistant (its index already built)."""
-    import gradio as gr
-
-    by_id = {d.doc_id: d for d in assistant.documents}
-    all_ids = list(by_id)
-    limit = assistant.settings.max_question_chars
-    slots = slots or AnswerSlots()
-    if examples is None:
-        examples = example_questions(assistant)
-
-    def chosen(selected: Sequence[str] | None) -> list[str] | None:
-        ids = [d for d in (selected or []) if d in by_id]
+    def chosen(self, selected: Sequence[str] | None) -> list[str] | None:
+        """The ticked documents as a filter (None when all are ticked)."""
+        ids = [d for d in (selected or []) if d in self.documents]
         if not ids:
             raise InputError(
                 "no document is selected: tick at least one under 'Documents to search'"
             )
-        return None if set(ids) == set(all_ids) else ids
+        return None if set(ids) == set(self.documents) else ids
 
-    def respond(question: str, chat: list, turns: list, selected: list[str]) -> Iterator[tuple]:
+    def respond(
+        self,
+        question: str,
+        chat: list[dict[str, str]],
+        turns: list[dict[str, str]],
+        selected: list[str],
+    ) -> Iterator[tuple[Any, ...]]:
+        """The chat: the question, the answer as it is written, then the answer with sources."""
+        gr = self._gr
         question = (question or "").strip()
         chat = list(chat or [])
         turns = list(turns or [])
@@ -540,14 +154,16 @@ def build_app(
         chat.append({"role": "user", "content": html_text(question)})
         chat.append({"role": "assistant", "content": '<p class="pq-text pq-pending">…</p>'})
         yield chat, turns, "", gr.skip()
-        if not slots.acquire():
+        if not self.slots.acquire():
             chat[-1] = {"role": "assistant",
                         "content": f'<p class="pq-text pq-error">{BUSY_MESSAGE}</p>'}
             yield chat, turns, gr.skip(), gr.skip()
             return
         try:
             answer, written = None, ""
-            for piece in assistant.stream(question, history=turns, doc_ids=chosen(selected)):
+            pieces = self.assistant.stream(question, history=turns,
+                                           doc_ids=self.chosen(selected))
+            for piece in pieces:
                 if isinstance(piece, Answer):
                     answer = piece
                     break
@@ -557,7 +173,8 @@ def build_app(
                 yield chat, turns, gr.skip(), gr.skip()
             if answer is None:
                 raise PeerQAError("the answer ended before it was complete")
-            chat[-1] = {"role": "assistant", "content": answer_html(answer, by_id, turn)}
+            chat[-1] = {"role": "assistant",
+                        "content": answer_html(answer, self.documents, turn)}
             turns += [{"role": "user", "content": question},
                       {"role": "assistant", "content": answer.text}]
             yield chat, turns, gr.skip(), answer_markdown(answer, question)
@@ -569,9 +186,10 @@ def build_app(
                         "content": f'<p class="pq-text pq-error">{message}</p>'}
             yield chat, turns, gr.skip(), gr.skip()
         finally:
-            slots.release()
+            self.slots.release()
 
     def ask(
+        self,
         question: str,
         history: list[dict[str, Any]] | None = None,
         documents: list[str] | None = None,
@@ -581,21 +199,41 @@ def build_app(
         history: earlier turns as [{"role": "user"|"assistant", "content": "..."}], oldest first.
         documents: document ids to search (default: all).
         """
-        if not slots.acquire():
+        gr = self._gr
+        if not self.slots.acquire():
             return BUSY_MESSAGE + "\n"
         try:
-            answer = assistant.ask(question, history=history, doc_ids=documents or None)
+            answer = self.assistant.ask(question, history=history, doc_ids=documents or None)
         except PeerQAError as e:
             raise gr.Error(friendly_error(e), print_exception=False) from None
         except Exception as e:
             _log(e)
             raise gr.Error(friendly_error(e), print_exception=False) from None
         finally:
-            slots.release()
+            self.slots.release()
         return answer_markdown(answer)
 
-    def new_conversation() -> tuple:
+    @staticmethod
+    def new_conversation() -> tuple[list[Any], list[Any], str, str]:
         return [], [], "", ""
+
+
+def build_app(
+    assistant: Assistant,
+    info: IndexInfo | None = None,
+    examples: Sequence[str] | None = None,
+    slots: AnswerSlots | None = None,
+    handlers: Handlers | None = None,
+) -> gr.Blocks:
+    """The chat app over one opened Assistant (its index already built)."""
+    import gradio as gr
+
+    on = handlers or Handlers(assistant, slots)
+    by_id = on.documents
+    all_ids = list(by_id)
+    limit = assistant.settings.max_question_chars
+    if examples is None:
+        examples = example_questions(assistant)
 
     with gr.Blocks(title=TITLE, analytics_enabled=False, fill_width=False) as blocks:
         gr.HTML(
@@ -682,7 +320,7 @@ def build_app(
                         elem_id="pq-status")
 
         answering = {
-            "fn": respond,
+            "fn": on.respond,
             "inputs": [question, chat, turns, selected],
             "outputs": [chat, turns, question, export],
             "api_visibility": "private",
@@ -692,108 +330,15 @@ def build_app(
         gr.on(triggers=[ask_button.click, question.submit], **answering)
         if shown_examples is not None:
             shown_examples.load_input_event.then(**answering)
-        new_button.click(new_conversation, outputs=[chat, turns, question, export],
+        new_button.click(on.new_conversation, outputs=[chat, turns, question, export],
                          api_visibility="private", queue=False)
         # The chat's own clear button must forget the history too, or follow-ups would use it.
         chat.clear(lambda: ([], ""), outputs=[turns, export], api_visibility="private",
                    queue=False)
         download.click(None, inputs=[export], js=DOWNLOAD_JS, api_visibility="private")
-        gr.api(ask, api_name="ask", concurrency_id="answers")
-    return blocks
-
-
-# -- launching -----------------------------------------------------------------------------------
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    name = host.strip().strip("[]").lower()
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def launch_auth(settings: Settings) -> tuple[str, str] | None:
-    """Credentials for launch(): none on loopback; required anywhere else."""
-    user = settings.app_username
-    password = settings.app_password.get_secret_value() if settings.app_password else None
-    if is_loopback(settings.host):
-        return (user, password) if user and password else None
-    if not (user and password):
-        raise ConfigurationError(
-            f"listening on {settings.host} would let other machines reach the app: set "
-            "PEERQA_APP_USERNAME and PEERQA_APP_PASSWORD to require a login, or listen on "
-            "127.0.0.1 (PEERQA_HOST=127.0.0.1)"
-        )
-    return (user, password)
-
-
-_REFUSED = re.compile(
-    r"(?:^|/)(?:file=|file/|proxy=|upload(?=/|\s|$)|upload_progress|process_recording"
-    r"|stream/.*/playlist-file|run-history|vibe-|monitoring)"
-)
-
-
-class RefuseFileRoutes:
-    """ASGI middleware: the app serves no files, so Gradio's file, proxy and upload routes, 403."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http":
-            path = scope.get("path") or ""
-            raw = (scope.get("raw_path") or b"").decode("latin-1")
-            probe = path + " " + raw
-            for _ in range(3):  # encoded, double-encoded, triple-encoded
-                probe = unquote(probe)
-            if _REFUSED.search(probe.lower().replace("\\", "/")):
-                await send({"type": "http.response.start", "status": 403,
-                            "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-                await send({"type": "http.response.body", "body": b"Not available.\n"})
-                return
-        await self.app(scope, receive, send)
-
-
-def launch(
-    blocks: gr.Blocks,
-    settings: Settings,
-    blocked: Sequence[str | Path] = (),
-    prevent_thread_lock: bool = True,
-) -> str:
-    """Start the server with the safe defaults; returns the local URL."""
-    from starlette.middleware import Middleware
-
-    auth = launch_auth(settings)
-    blocks.queue(
-        default_concurrency_limit=QUEUE_CONCURRENCY, max_size=QUEUE_MAX_SIZE, api_open=False
-    )
-    _, url, _ = blocks.launch(
-        server_name=settings.host,
-        server_port=settings.port,
-        share=False,
-        show_error=False,
-        auth=auth,
-        allowed_paths=[],
-        blocked_paths=[str(Path(p).resolve()) for p in blocked],
-        max_file_size="1kb",
-        enable_monitoring=False,
-        mcp_server=False,
-        pwa=False,
-        ssr_mode=False,
-        run_history=False,
-        footer_links=["api"],
-        quiet=True,
-        inbrowser=False,
-        prevent_thread_lock=prevent_thread_lock,
-        app_kwargs={"middleware": [Middleware(RefuseFileRoutes)]},
-        css=CSS,
-        head=HEAD,
-    )
-    return url
+        gr.api(on.ask, api_name="ask", concurrency_id="answers")  # type: ignore[attr-defined]
+    app: gr.Blocks = blocks
+    return app
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -835,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"peerqa: error: {e}", file=sys.stderr)
         return 2 if isinstance(e, (ConfigurationError, InputError)) else 1
 
+    # Read by Gradio and huggingface_hub when they start: no telemetry, no Hub look-ups.
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # SIGTERM closes the server like Ctrl+C does, so the private temp folder is removed.
     signal.signal(signal.SIGTERM, _interrupt)

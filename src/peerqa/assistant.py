@@ -1,53 +1,42 @@
-"""Assistant: the one object most callers need: ``ask``, ``search``, ``index``.
+"""Assistant: the one object most callers need: ``ask``, ``stream``, ``search``, ``index``.
 
-Data flow: corpus folder -> documents (corpus.py) -> chunks (chunking.py) -> vectors
-(embeddings.py) -> a generation on disk (store.py). At question time: question (+ history) ->
-weighted terms (answering.py) -> hybrid search (retrieval.py) -> answer with citations.
+It owns the flow of a question, top to bottom: check the input, analyse the question
+(``answer.question``), search (``retrieval``), then answer in the chosen mode. It is the only
+place that picks the answer mode and the only place that falls back: when a written answer
+cannot be used, the offline extractive answer stands in (or, with ``strict``, an error).
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import chunking
-from .answering import QuestionTerms, extractive_answer, question_terms
-from .citations import text_pieces
+from .answer.extractive import extractive_answer
+from .answer.judge import text_pieces
+from .answer.outcome import abstention
+from .answer.question import QuestionTerms, question_terms
+from .answer.written import (
+    Fallback,
+    Interrupted,
+    WrittenAnswerer,
+    WrittenSettings,
+    with_citation_checks,
+)
 from .corpus import Corpus, load_corpus
 from .embeddings import Embedder, get_embedder
-from .errors import IndexNotFoundError, InputError, StoreError
-from .llm import OpenAIAnswerer
-from .retrieval import Hit, HybridRetriever
-from .settings import Settings, load_settings
-from .store import FORMAT_VERSION, ChromaLocation, IndexStore, SentenceVectors
-from .types import Answer, Document, Passage
+from .errors import IndexNotFoundError, InputError
+from .indexing import Indexer, IndexInfo, Progress
+from .openai_client import OpenAIBackend
+from .retrieval import Hit, Retriever
+from .settings import Settings, check_k, load_settings
+from .store import ChromaLocation, IndexStore
+from .types import Answer, Chunk, Document, Passage
 
-Progress = Callable[[str, int, int], None]
-"""Called as progress(stage, done, total) while an index is built."""
-
-
-@dataclass(frozen=True, slots=True)
-class IndexInfo:
-    """What ``Assistant.index`` did."""
-
-    built: bool
-    generation: str
-    n_documents: int
-    n_chunks: int
-    seconds: float
-    directory: str
-    skipped: tuple[tuple[str, str], ...] = ()
-
-
-def _text_key(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+__all__ = ["Assistant", "IndexInfo", "normalise_history"]
 
 
 def normalise_history(history: Any) -> list[dict[str, str]]:
@@ -93,8 +82,8 @@ class Assistant:
         self.settings = load_settings(settings, **overrides)
         self._embedder = embedder
         self._corpus: Corpus | None = None
-        self._retriever: HybridRetriever | None = None
-        self._answerer: OpenAIAnswerer | None = None
+        self._retriever: Retriever | None = None
+        self._writer: WrittenAnswerer | None = None
         self._lock = threading.RLock()
         self.store = IndexStore(
             self.settings.resolved_index_dir,
@@ -122,166 +111,66 @@ class Assistant:
                 self._embedder = get_embedder(self.settings)
             return self._embedder
 
+    @property
+    def chunks(self) -> list[Chunk]:
+        """The indexed passages of the live index, in corpus order."""
+        return self.retriever.chunks
+
+    def _indexer(self) -> Indexer:
+        s = self.settings
+        return Indexer(
+            self.store, self.corpus, self.embedder,
+            chunk_target_words=s.chunk_target_words, chunk_max_words=s.chunk_max_words,
+        )
+
     def expected_manifest(self) -> dict[str, Any]:
         """What the index must have been built from to be reused as it is."""
-        s = self.settings
-        return {
-            "format": FORMAT_VERSION,
-            "corpus": self.corpus.fingerprint,
-            "documents": {d.doc_id: d.sha256 for d in self.corpus.documents},
-            "chunker": chunking.CHUNKER_VERSION,
-            "chunk_target_words": s.chunk_target_words,
-            "chunk_max_words": s.chunk_max_words,
-            "embedder": self.embedder.name,
-        }
+        return self._indexer().expected_manifest()
 
     def index_is_current(self) -> bool:
-        manifest = self.store.current_manifest()
-        if manifest is None:
-            return False
-        return all(manifest.get(k) == v for k, v in self.expected_manifest().items())
+        return self._indexer().is_current()
 
     def index(self, rebuild: bool = False, progress: Progress | None = None) -> IndexInfo:
         """Build the index if the corpus, chunking or model changed (or ``rebuild``); else reuse."""
         t0 = time.perf_counter()
         with self._lock:
-            if not rebuild and self.index_is_current():
-                self._open()
+            indexer = self._indexer()
+            if not rebuild and indexer.is_current():
                 return self._info(False, t0)
             with self.store.write_lock():
                 # Another process may have finished the same build while we waited to start.
-                if not rebuild and self.index_is_current():
-                    self._open()
+                if not rebuild and indexer.is_current():
                     return self._info(False, t0)
-                self._build(progress)
+                indexer.build(progress)
             self._retriever = None
-            self._open()
             return self._info(True, t0)
 
     def _info(self, built: bool, t0: float) -> IndexInfo:
-        assert self._retriever is not None
+        retriever = self._open()
         return IndexInfo(
             built=built,
-            generation=self._retriever.generation.name,
+            generation=retriever.generation.name,
             n_documents=len(self.corpus.documents),
-            n_chunks=len(self._retriever.chunks),
+            n_chunks=len(retriever.chunks),
             seconds=time.perf_counter() - t0,
             directory=str(self.store.directory),
             skipped=tuple((s.path, s.reason) for s in self.corpus.skipped),
         )
 
-    def _build(self, progress: Progress | None) -> None:
-        s = self.settings
-        docs = self.corpus.documents
-        by_id = {d.doc_id: d for d in docs}
-        chunks = chunking.chunk_corpus(docs, s.chunk_target_words, s.chunk_max_words)
-        texts = [
-            chunking.indexed_text(c, by_id[c.doc_id].title, by_id[c.doc_id].keywords)
-            for c in chunks
-        ]
-        rows, spans, sentence_texts = [], [], []
-        for i, c in enumerate(chunks):
-            doc_text = by_id[c.doc_id].text
-            for a, b in chunking.sentence_spans(doc_text, c.start, c.end):
-                rows.append(i)
-                spans.append((a, b))
-                sentence_texts.append(doc_text[a:b])
-        reuse = self._previous_vectors()
-        vectors = self._embed(texts, reuse, "embedding", progress)
-        sentence_vectors = self._embed(sentence_texts, reuse, "sentences", progress)
-        metadatas = [
-            {"doc_id": c.doc_id, "section": c.section[:500], "start": c.start, "end": c.end}
-            for c in chunks
-        ]
-        manifest = {
-            **self.expected_manifest(),
-            "text_keys": [_text_key(t) for t in texts],
-            "sentence_keys": [_text_key(t) for t in sentence_texts],
-        }
-        self.store.write_generation(
-            manifest, chunks, vectors, metadatas,
-            progress=self._stored_counter(progress, len(chunks)),
-            sentences=SentenceVectors(
-                np.asarray(rows, dtype=np.int32),
-                np.asarray(spans, dtype=np.int32).reshape(-1, 2),
-                sentence_vectors,
-            ),
-        )
-
-    @staticmethod
-    def _stored_counter(progress: Progress | None, total: int) -> Callable[[int], None] | None:
-        """Turn the store's per-batch counts into the running totals every stage reports."""
-        if progress is None:
-            return None
-        done = [0]
-
-        def step(n: int) -> None:
-            done[0] += n
-            progress("storing", done[0], total)
-
-        return step
-
-    def _embed(
-        self, texts: list[str], reuse: dict[str, np.ndarray], stage: str,
-        progress: Progress | None,
-    ) -> np.ndarray:
-        """Vectors for ``texts``, reusing those already computed for the same text."""
-        vectors = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
-        todo = []
-        for i, t in enumerate(texts):
-            v = reuse.get(_text_key(t))
-            if v is not None:
-                vectors[i] = v
-            else:
-                todo.append(i)
-        total = len(texts)
-        done = [total - len(todo)]
-        if progress:
-            progress(stage, done[0], total)
-
-        def step(n: int) -> None:
-            done[0] += n
-            if progress:
-                progress(stage, done[0], total)
-
-        if todo:
-            vectors[todo] = self.embedder.embed_documents([texts[i] for i in todo], progress=step)
-        return vectors
-
-    def _previous_vectors(self) -> dict[str, np.ndarray]:
-        """Vectors of the live generation by text, reused when the model is the same."""
-        try:
-            gen = self.store.open()
-            if gen.manifest.get("embedder") != self.embedder.name:
-                return {}
-            found: dict[str, np.ndarray] = {}
-            keys = gen.manifest.get("text_keys") or []
-            vectors = gen.vectors()
-            if len(keys) == len(vectors):
-                found.update(zip(keys, vectors, strict=True))
-            sentences = gen.sentences()
-            keys = gen.manifest.get("sentence_keys") or []
-            if sentences is not None and len(keys) == len(sentences.vectors):
-                found.update(zip(keys, sentences.vectors, strict=True))
-            return found
-        except (StoreError, OSError, ValueError):
-            return {}
-
-    def _open(self) -> HybridRetriever:
+    def _open(self) -> Retriever:
         with self._lock:
             if self._retriever is None:
-                gen = self.store.open()
-                docs = {d.doc_id: d for d in self.corpus.documents}
                 s = self.settings
-                self._retriever = HybridRetriever(
-                    gen, self.embedder, docs, rrf_k=s.rrf_k, bm25_weight=s.bm25_weight,
-                    dense_weight=s.dense_weight, sentence_weight=s.sentence_weight,
-                    fusion=s.fusion, mention_boost=s.mention_boost,
+                self._retriever = Retriever(
+                    self.store.open(), self.embedder, {d.doc_id: d for d in self.documents},
+                    fusion=s.fusion, bm25_weight=s.bm25_weight, dense_weight=s.dense_weight,
+                    sentence_weight=s.sentence_weight, rrf_k=s.rrf_k,
+                    mention_boost=s.mention_boost,
                 )
             return self._retriever
 
     @property
-    def retriever(self) -> HybridRetriever:
+    def retriever(self) -> Retriever:
         """The open retriever; builds or opens the index on first use."""
         with self._lock:
             if self._retriever is None:
@@ -293,21 +182,21 @@ class Assistant:
                 self.index()
             return self._open()
 
-    # -- questions ----------------------------------------------------------------------
+    # -- checking what callers pass -----------------------------------------------------
 
     def _check_text(self, text: Any, what: str) -> str:
         if not isinstance(text, str):
             raise InputError(f"the {what} must be text, not {type(text).__name__}")
-        text = text.replace("\x00", "").strip()
-        if not text:
+        checked: str = text.replace("\x00", "").strip()
+        if not checked:
             raise InputError(f"the {what} is empty: type a {what} in words")
         limit = self.settings.max_question_chars
-        if len(text) > limit:
+        if len(checked) > limit:
             raise InputError(
-                f"the {what} is {len(text)} characters long; the limit is {limit}: shorten it "
+                f"the {what} is {len(checked)} characters long; the limit is {limit}: shorten it "
                 "(or raise PEERQA_MAX_QUESTION_CHARS)"
             )
-        return text
+        return checked
 
     def _check_filter(self, doc_ids: Sequence[str] | None) -> list[str] | None:
         if doc_ids is None:
@@ -326,21 +215,16 @@ class Assistant:
             raise InputError("the document filter is empty: name at least one document")
         return ids
 
-    @staticmethod
-    def _check_k(k: int) -> int:
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 50:
-            raise InputError(f"k must be a whole number from 1 to 50, not {k!r}")
-        return k
+    # -- questions ----------------------------------------------------------------------
 
     def search(
-        self, query: str, k: int = 5, doc_ids: Sequence[str] | None = None
+        self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None
     ) -> list[Passage]:
-        """The ``k`` passages most relevant to ``query``, best first."""
+        """The ``k`` passages most relevant to ``query`` (default ``top_k``), best first."""
         query = self._check_text(query, "query")
-        k = self._check_k(k)
+        k = check_k(self.settings.top_k if k is None else k)
         ids = self._check_filter(doc_ids)
-        retriever = self.retriever
-        return [retriever.passage(h) for h in retriever.search(query, k, ids)]
+        return [h.passage for h in self.retriever.search(query, k, ids)]
 
     def _prepare(
         self,
@@ -348,24 +232,18 @@ class Assistant:
         history: Sequence[Mapping[str, Any]] | None,
         doc_ids: Sequence[str] | None,
         k: int | None,
-    ) -> tuple[str, list[dict[str, str]], list[Hit], QuestionTerms, HybridRetriever]:
+    ) -> tuple[str, list[dict[str, str]], list[Hit], QuestionTerms]:
         """Checked inputs, the question's terms and the retrieved hits."""
         question = self._check_text(question, "question")
         turns = normalise_history(history)
         ids = self._check_filter(doc_ids)
-        k = self._check_k(k if k is not None else self.settings.answer_k)
+        k = check_k(k if k is not None else self.settings.answer_k)
         if self.settings.answer_mode == "openai":
-            self._openai()  # a missing key is reported before any index work
+            self._written()  # a missing key is reported before any index work
         retriever = self.retriever
-        terms = question_terms(question, turns, retriever)
+        terms = question_terms(question, turns, retriever.vocabulary)
         hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
-        return question, turns, hits, terms, retriever
-
-    def _openai(self) -> OpenAIAnswerer:
-        with self._lock:
-            if self._answerer is None:
-                self._answerer = OpenAIAnswerer(self.settings)
-            return self._answerer
+        return question, turns, hits, terms
 
     def ask(
         self,
@@ -375,16 +253,12 @@ class Assistant:
         k: int | None = None,
     ) -> Answer:
         """Answer ``question`` from the documents, every sentence cited; abstain when uncovered."""
-        question, turns, hits, terms, retriever = self._prepare(question, history, doc_ids, k)
-        s = self.settings
-        if s.answer_mode == "openai":
-            return self._openai().answer(question, turns, hits, terms, retriever)
-        return extractive_answer(
-            question, hits, terms, retriever,
-            max_sentences=s.max_sentences,
-            max_list_sentences=s.max_list_sentences,
-            min_coverage=s.min_coverage,
-        )
+        final: Answer | None = None
+        for item in self._answer(question, history, doc_ids, k, stream=False):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
 
     def stream(
         self,
@@ -394,13 +268,85 @@ class Assistant:
         k: int | None = None,
     ) -> Iterator[str | Answer]:
         """Yield the answer's text in pieces as it is written, then the finished ``Answer``."""
-        if self.settings.answer_mode == "openai":
-            question, turns, hits, terms, retriever = self._prepare(question, history, doc_ids, k)
-            yield from self._openai().stream(question, turns, hits, terms, retriever)
+        streamed = False
+        for item in self._answer(question, history, doc_ids, k, stream=True):
+            if isinstance(item, Answer):
+                if not streamed:  # nothing was written as it came: send the final text
+                    yield from text_pieces(item.text)
+                yield item
+                return
+            streamed = True
+            yield item
+
+    def _answer(
+        self,
+        question: str,
+        history: Sequence[Mapping[str, Any]] | None,
+        doc_ids: Sequence[str] | None,
+        k: int | None,
+        *,
+        stream: bool,
+    ) -> Iterator[str | Answer]:
+        """The mode's verified text as it is written (written mode only), then the Answer."""
+        question, turns, hits, terms = self._prepare(question, history, doc_ids, k)
+        if self.settings.answer_mode != "openai":
+            yield self._extractive(question, hits, terms)
             return
-        answer = self.ask(question, history=history, doc_ids=doc_ids, k=k)
-        yield from text_pieces(answer.text)
-        yield answer
+        passages = [h.passage for h in hits]
+        for item in self._written().run(question, turns, passages, terms.query, stream=stream):
+            if isinstance(item, Fallback):
+                yield self._fall_back(question, hits, terms, item)
+            elif isinstance(item, Interrupted):
+                if self.settings.strict:
+                    raise item.error
+                yield item.answer
+            else:
+                yield item
+
+    def _extractive(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Answer:
+        s = self.settings
+        return extractive_answer(
+            question, hits, terms, self.retriever.vocabulary,
+            max_sentences=s.max_sentences,
+            max_list_sentences=s.max_list_sentences,
+            min_coverage=s.min_coverage,
+        )
+
+    def _fall_back(
+        self, question: str, hits: Sequence[Hit], terms: QuestionTerms, fallback: Fallback
+    ) -> Answer:
+        """The written answer cannot be shown: the offline answer instead, or strict's error."""
+        if self.settings.strict:
+            if fallback.error is not None:
+                raise fallback.error
+            base = abstention(question, [h.passage for h in hits], terms.query, mode="openai")
+            checks = dataclasses.replace(fallback.checks, abstained=True)
+            return dataclasses.replace(
+                base, notices=[f"{fallback.reason}.", *fallback.notices], checks=checks
+            )
+        offline = self._extractive(question, hits, terms)
+        checks = with_citation_checks(
+            dataclasses.replace(fallback.checks, fallback=fallback.kind), offline.checks
+        )
+        notices = [f"{fallback.reason}; this is the offline extractive answer instead.",
+                   *fallback.notices, *offline.notices]
+        return dataclasses.replace(offline, notices=notices, checks=checks)
+
+    def _written(self) -> WrittenAnswerer:
+        with self._lock:
+            if self._writer is None:
+                s = self.settings
+                self._writer = WrittenAnswerer(
+                    OpenAIBackend(s),
+                    WrittenSettings(
+                        model=s.openai_model,
+                        context_window=s.openai_context_window,
+                        answer_tokens=s.openai_answer_tokens,
+                        max_sentences=s.max_list_sentences,
+                        flag_unsupported=s.openai_unsupported == "flag",
+                    ),
+                )
+            return self._writer
 
     def document(self, doc_id: str) -> Document:
         """One document by id."""
@@ -408,3 +354,4 @@ class Assistant:
             return self.corpus.get(doc_id)
         except KeyError:
             raise InputError(f"unknown document id {doc_id!r}") from None
+

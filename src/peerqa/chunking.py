@@ -11,27 +11,19 @@ own. Paragraphs of one unit are packed into chunks of about ``target_words``, ne
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from .text import BULLET, HEADING_MARK, count_tokens, sentence_spans, word_count, word_spans
 from .types import Chunk, Document
 
 CHUNKER_VERSION = "2"
 
-_MD_HEADING = re.compile(r"^#{1,6}\s+\S")
-_ENTRY = re.compile(r"^(?:#{1,6}\s+)?\[([^\]]{3,})\]\([^)]*\)")
-_LINK_ONLY = re.compile(r"^(?:#{1,6}\s+)?\[[^\]]+\]\([^)]*\)\s*$")
-_WORD = re.compile(r"\S+")
-_BULLET = re.compile(r"^\s*(?:[-*•–]|\d{1,2}[.)])\s+")
-_ABBREVIATIONS = {
-    "e.g.", "i.e.", "al.", "etc.", "vs.", "cf.", "c.f.", "dr.", "no.", "fig.", "p.", "pp."
-}
+# A bibliography entry: a linked title, possibly as a heading ("### [Title](#)").
+_ENTRY = re.compile(r"^(?:" + HEADING_MARK.pattern + r")?\[([^\]]{3,})\]\([^)]*\)")
+_LINK_ONLY = re.compile(r"^(?:" + HEADING_MARK.pattern + r")?\[[^\]]+\]\([^)]*\)\s*$")
 _SKIP_SECTIONS = {"contents", "table of contents"}
 
 
@@ -71,7 +63,7 @@ def paragraphs(text: str) -> list[Paragraph]:
 
 def clean_heading(raw: str) -> str:
     """A heading's words without Markdown marks: '### **[Title](#)**' -> 'Title'."""
-    title = re.sub(r"^#{1,6}\s+", "", raw.strip())
+    title = re.sub("^" + HEADING_MARK.pattern, "", raw.strip())
     title = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", title)
     title = re.sub(r"[*_`]+", "", title)
     return re.sub(r"\s+", " ", title).strip(" #")
@@ -79,7 +71,7 @@ def clean_heading(raw: str) -> str:
 
 def _plain_heading(par: Paragraph) -> Heading | None:
     line = par.text
-    if "\n" in line or len(line) > 90 or _BULLET.match(line):
+    if "\n" in line or len(line) > 90 or BULLET.match(line):
         return None
     words = line.split()
     if not words or len(words) > 12 or line[-1] in ".,;:…" or not line[0].isupper():
@@ -93,11 +85,11 @@ def _plain_heading(par: Paragraph) -> Heading | None:
 
 def _headings(paras: list[Paragraph]) -> dict[int, Heading | None]:
     """Which paragraphs are headings (None marks page furniture: neither heading nor content)."""
-    markdown = any(_MD_HEADING.match(p.text) for p in paras)
+    markdown = any(HEADING_MARK.match(p.text) for p in paras)
     found: dict[int, Heading | None] = {}
     for i, p in enumerate(paras):
         if markdown:
-            if _MD_HEADING.match(p.text) and "\n" not in p.text and not _ENTRY.match(p.text):
+            if HEADING_MARK.match(p.text) and "\n" not in p.text and not _ENTRY.match(p.text):
                 level = len(p.text) - len(p.text.lstrip("#"))
                 found[i] = Heading(level, clean_heading(p.text))
         else:
@@ -114,62 +106,6 @@ def _headings(paras: list[Paragraph]) -> dict[int, Heading | None]:
 def _is_entry(par: Paragraph) -> str | None:
     match = _ENTRY.match(par.text)
     return clean_heading(match.group(1)) if match else None
-
-
-def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
-    """Sentence boundaries inside text[start:end], as trimmed (start, end) offsets of ``text``."""
-    end = len(text) if end is None else end
-    spans: list[tuple[int, int]] = []
-    # Line breaks before bullets, and blank lines, always end a sentence.
-    pieces: list[tuple[int, int]] = []
-    piece_start = start
-    for m in re.finditer(r"\n\s*\n|\n(?=\s*(?:[-*•–]|\d{1,2}[.)])\s)", text[start:end]):
-        pieces.append((piece_start, start + m.start()))
-        piece_start = start + m.end()
-    pieces.append((piece_start, end))
-    boundary = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
-    for a, b in pieces:
-        cut = a
-        for m in boundary.finditer(text, a, b):
-            before = text[cut : m.start()].split()
-            last = before[-1].lower() if before else ""
-            if last in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last):
-                continue
-            sentence_end = m.start() + len(m.group(0).rstrip())
-            spans.append((cut, sentence_end))
-            cut = m.end()
-        spans.append((cut, b))
-    out = []
-    for a, b in spans:
-        seg = text[a:b]
-        lead = len(seg) - len(seg.lstrip())
-        trail = len(seg) - len(seg.rstrip())
-        if b - trail > a + lead:
-            out.append((a + lead, b - trail))
-    return out
-
-
-def word_count(text: str) -> int:
-    return len(_WORD.findall(text))
-
-
-@functools.lru_cache(maxsize=1)
-def _encoding():
-    import tiktoken
-
-    # tiktoken fetches its BPE file on first use; llama-index ships the file, so point the
-    # cache there (unless the user chose a cache) and stay offline.
-    spec = importlib.util.find_spec("llama_index.core")
-    if spec and spec.origin and "TIKTOKEN_CACHE_DIR" not in os.environ:
-        cache = Path(spec.origin).parent / "_static" / "tiktoken_cache"
-        if cache.is_dir():
-            os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
-    return tiktoken.get_encoding("cl100k_base")
-
-
-def count_tokens(text: str) -> int:
-    """Tokens in cl100k_base, the encoding of OpenAI's current models."""
-    return len(_encoding().encode(text, disallowed_special=()))
 
 
 def _units(doc: Document) -> Iterator[tuple[str, list[Paragraph]]]:
@@ -232,7 +168,7 @@ def _split_long(doc: Document, par: Paragraph, target: int, max_words: int) -> l
         if word_count(doc.text[a:b]) <= max_words:
             spans.append((a, b))
             continue
-        words = list(_WORD.finditer(doc.text, a, b))
+        words = word_spans(doc.text, a, b)
         for k in range(0, len(words), target):
             group = words[k : k + target]
             spans.append((group[0].start(), group[-1].end()))
@@ -253,7 +189,7 @@ def _split_long(doc: Document, par: Paragraph, target: int, max_words: int) -> l
     return pieces
 
 
-def chunk_document(doc: Document, target_words: int = 110, max_words: int = 150) -> list[Chunk]:
+def chunk_document(doc: Document, *, target_words: int, max_words: int) -> list[Chunk]:
     """Cut one document into section-aware chunks of at most ``max_words`` words."""
     chunks: list[Chunk] = []
     for section, paras in _units(doc):
@@ -302,9 +238,14 @@ def chunk_document(doc: Document, target_words: int = 110, max_words: int = 150)
     return chunks
 
 
-def chunk_corpus(documents, target_words: int = 110, max_words: int = 150) -> list[Chunk]:
+def chunk_corpus(
+    documents: Sequence[Document], *, target_words: int, max_words: int
+) -> list[Chunk]:
     """Chunks of every document, in corpus order."""
-    return [c for d in documents for c in chunk_document(d, target_words, max_words)]
+    return [
+        c for d in documents
+        for c in chunk_document(d, target_words=target_words, max_words=max_words)
+    ]
 
 
 def indexed_text(chunk: Chunk, title: str, keywords: Sequence[str] = ()) -> str:

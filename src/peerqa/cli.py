@@ -5,44 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, PeerQAError
+from .render import ProgressBar, format_answer, format_passage
+
+if TYPE_CHECKING:
+    from .assistant import Assistant
+    from .indexing import IndexInfo
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-class ProgressBar:
-    """A tqdm bar on stderr per indexing stage (quiet when --json or not a terminal stage)."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled
-        self.bars: dict[str, Any] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        bar = self.bars.get(stage)
-        if bar is None:
-            self.close()  # one bar at a time: the stage before is finished
-            label = {"embedding": "Embedding chunks", "sentences": "Embedding sentences",
-                     "storing": "Writing index"}.get(stage, stage)
-            unit = "sentence" if stage == "sentences" else "chunk"
-            bar = self.bars[stage] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
-        bar.update(done - bar.n)
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
-
-
-def _assistant(args: argparse.Namespace):
+def _assistant(args: argparse.Namespace) -> Assistant:
     from .assistant import Assistant
 
     overrides: dict[str, Any] = {}
@@ -51,7 +29,9 @@ def _assistant(args: argparse.Namespace):
     return Assistant(corpus_dir=args.corpus, index_dir=args.index_dir, **overrides)
 
 
-def _ensure_index(assistant, args: argparse.Namespace, rebuild: bool = False):
+def _ensure_index(
+    assistant: Assistant, args: argparse.Namespace, rebuild: bool = False
+) -> IndexInfo:
     bar = ProgressBar(enabled=not args.quiet)
     try:
         info = assistant.index(rebuild=rebuild, progress=bar)
@@ -67,45 +47,6 @@ def _doc_filter(value: str | None) -> list[str] | None:
     if not value:
         return None
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _wrap(text: str, indent: str = "") -> str:
-    return "\n".join(
-        textwrap.fill(line, width=100, initial_indent=indent, subsequent_indent=indent)
-        for line in text.splitlines() if line.strip()
-    )
-
-
-def format_answer(answer, color: bool = False) -> str:
-    """An answer for a terminal: the text, then each numbered source with its quoted passage."""
-    out = [_wrap(answer.text), ""]
-    if answer.abstained:
-        if answer.passages:
-            out.append("Closest material (not an answer):")
-            for i, p in enumerate(answer.passages, 1):
-                year = p.year if p.year is not None else "n.d."
-                out.append(f"  ({i}) {p.title} ({year}) — {p.section or 'untitled section'}")
-                out.append(_wrap(f'"{p.text}"', "      "))
-                out.append(f"      [{p.doc_id}, characters {p.start}–{p.end}]")
-        return "\n".join(out)
-    out.append("Sources:")
-    for c in answer.citations:
-        year = c.year if c.year is not None else "n.d."
-        out.append(f"  [{c.number}] {c.title} ({year}) — {c.section or 'untitled section'}")
-        quote = c.text
-        if color and c.highlights:
-            parts, pos = [], c.start
-            for a, b in c.highlights:
-                parts.append(c.text[pos - c.start : a - c.start])
-                parts.append("\033[1m" + c.text[a - c.start : b - c.start] + "\033[0m")
-                pos = b
-            parts.append(c.text[pos - c.start :])
-            quote = "".join(parts)
-        out.append(_wrap(f'"{quote}"', "      "))
-        out.append(f"      [{c.doc_id}, characters {c.start}–{c.end}]")
-    for notice in answer.notices:
-        out.append(f"Note: {notice}")
-    return "\n".join(out)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -150,10 +91,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(p) for p in passages], indent=2, ensure_ascii=False))
         return 0
     for i, p in enumerate(passages, 1):
-        year = p.year if p.year is not None else "n.d."
-        print(f"{i}. {p.title} ({year}) — {p.section or 'untitled section'}  [score {p.score:.4f}]")
-        print(_wrap(p.text, "   "))
-        print(f"   [{p.doc_id}, characters {p.start}–{p.end}]\n")
+        print(format_passage(i, p))
     return 0
 
 
@@ -173,7 +111,7 @@ def cmd_docs(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import format_table, load_gold_items, run_eval
+    from .evaluation import format_table, load_gold_items, run_eval, write_report
 
     assistant = _assistant(args)
     _ensure_index(assistant, args)
@@ -191,8 +129,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         run.write_json(args.json)
         print(f"per-item results: {args.json}", file=sys.stderr)
     if args.report:
-        from .report import write_report
-
         print(f"report: {write_report(run, args.report)}", file=sys.stderr)
     return 0
 
@@ -227,13 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", parents=[common], help="the passages most relevant to a query")
     p.add_argument("query")
     p.add_argument("--docs", metavar="IDS", help="comma-separated document ids to search")
-    p.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    p.add_argument("-k", type=int, default=None,
+                   help="how many passages (default PEERQA_TOP_K, 5)")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("docs", parents=[common], help="list the corpus's documents")
     p.set_defaults(func=cmd_docs)
 
-    from .gold import TYPES
+    from .evaluation.gold import TYPES
 
     # Not parents=[common]: here --json takes a file name (the table still goes to stdout).
     p = sub.add_parser("eval", help="score answers and retrieval on the gold set")

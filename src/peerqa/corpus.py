@@ -7,15 +7,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import CorpusError, CorpusNotFoundError
+from .text import HEADING
 from .types import Document
 
 SUFFIXES = (".txt", ".md")
 MANIFEST = "manifest.json"
 MAX_FILE_BYTES = 20 * 1024 * 1024
-
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class Corpus:
         return h.hexdigest()
 
 
-def _read_manifest(directory: Path) -> dict[str, dict]:
+def _read_manifest(directory: Path) -> dict[str, dict[str, Any]]:
     path = directory / MANIFEST
     if not path.exists():
         return {}
@@ -65,9 +65,9 @@ def _read_manifest(directory: Path) -> dict[str, dict]:
 
 
 def _title_from_text(text: str, path: Path) -> str:
-    match = _HEADING.search(text)
+    match = HEADING.search(text)
     if match:
-        return re.sub(r"[*_`]+", "", match.group(1)).strip() or path.stem
+        return re.sub(r"[*_`]+", "", match.group(2)).strip() or path.stem
     for line in text.splitlines():
         if line.strip():
             line = line.strip()

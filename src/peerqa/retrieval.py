@@ -1,68 +1,98 @@
 """Hybrid retrieval: BM25 over stemmed chunk text plus dense vectors from Chroma, fused.
 
 Both retrievers see each chunk with its document title, the names the document goes by and its
-section in front (``indexed_text``). Fusion standardises each retriever's scores over the
-searchable chunks (z-scores) and adds three of them: BM25 (0.25), the chunk's vector (0.45) and
-its best-matching sentence's vector (0.3; sentence vectors live beside the chunks in the
-generation and are searched exhaustively in numpy). On the gold set this ranks the supporting
-passage higher than reciprocal-rank fusion, which is kept as an option (``fusion="rrf"``).
+section in front (``indexed_text``). Three signals are computed for every searchable chunk:
+BM25, the chunk vector's cosine similarity (Chroma) and its best-matching sentence's (sentence
+vectors live beside the chunks in the generation and are searched exhaustively in numpy). A
+fusion function, chosen by name, combines them: ``zscore`` standardises each signal over the
+searchable chunks and adds them with weights (0.25, 0.45, 0.3 by default); ``rrf`` adds
+weighted reciprocal ranks. On the gold set the standardised sum ranks the supporting passage
+higher, so it is the default.
+
+``Vocabulary`` answers what the answering side asks of the corpus (how rare a word is, whether
+the corpus uses it, which documents a text names), so that answerers never see the retriever.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import bm25s
 import numpy as np
 
 from .chunking import indexed_text
 from .embeddings import Embedder
 from .store import Generation
+from .text import sentence_spans, tokenize, words
 from .types import Chunk, Document, Passage
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
-STOPWORDS = frozenset(
-    [
-        "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and",
-        "any", "are", "aren't", "as", "at", "be", "because", "been", "before", "being", "below",
-        "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "don't",
-        "down", "during", "each", "etc", "few", "for", "from", "further", "get", "gets",
-        "getting", "had", "has", "have", "having", "he", "her", "here", "hers", "herself",
-        "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself",
-        "just", "let", "me", "more", "most", "much", "must", "my", "myself", "no", "nor", "not",
-        "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves",
-        "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than",
-        "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these",
-        "they", "this", "those", "through", "to", "too", "under", "until", "up", "upon", "us",
-        "very", "via", "was", "we", "were", "what", "when", "where", "which", "while", "who",
-        "whom", "why", "will", "with", "within", "would", "you", "your", "yours", "yourself",
-        "yourselves", "tell", "know", "say", "says", "said", "anything", "something", "thing",
-        "things", "way", "ways", "kind", "kinds", "sort", "lot", "lots", "really", "actually",
-        "please", "like", "need", "needs", "needed", "want", "wants", "shouldn", "couldn",
-        "wouldn", "doesn", "didn", "isn", "wasn", "weren", "hasn", "haven", "don", "aren"
-    ]
-)
+DEPTH = 1000
+"""Chunks asked of the vector store per query: every chunk of a small corpus."""
 
 
-@functools.lru_cache(maxsize=1)
-def _stemmer():
-    import Stemmer
-
-    return Stemmer.Stemmer("english")
+# --------------------------------------------------------------------------- vocabulary
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens (apostrophe forms folded: "workers'" -> "workers")."""
-    return [w.replace("’", "'").split("'")[0] for w in _TOKEN.findall(text.lower())]
+class Vocabulary:
+    """The corpus as the answering side needs it: idf over chunks, known words, named documents."""
+
+    def __init__(
+        self, documents: Mapping[str, Document], chunk_tokens: Sequence[Sequence[str]]
+    ) -> None:
+        self._n = len(chunk_tokens)
+        df: dict[str, int] = {}
+        for toks in chunk_tokens:
+            for t in set(toks):
+                df[t] = df.get(t, 0) + 1
+        self._df = df
+        self._words = {
+            w for d in documents.values() for w in words(f"{d.text} {' '.join(d.keywords)}")
+        }
+        self._alias_patterns = {
+            d.doc_id: re.compile(
+                r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in d.aliases) + r")(?![\w-])", re.I
+            )
+            for d in documents.values() if d.aliases
+        }
+
+    def idf(self, token: str) -> float:
+        """Inverse chunk frequency of a stemmed token; unseen tokens weigh the most."""
+        df = self._df.get(token, 0)
+        return math.log(1 + (self._n - df + 0.5) / (df + 0.5))
+
+    def knows_word(self, word: str) -> bool:
+        """Whether the corpus uses this (lower-case, unstemmed) word anywhere."""
+        return word in self._words
+
+    def mentioned_documents(self, text: str) -> list[str]:
+        """Documents the text names by one of their aliases ("the Fife review", "QUB")."""
+        return [d for d, pattern in self._alias_patterns.items() if pattern.search(text)]
 
 
-def tokenize(text: str) -> list[str]:
-    """Stemmed content tokens: the vocabulary BM25, sentence scoring and the judge share."""
-    kept = [w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
-    return _stemmer().stemWords(kept)
+# --------------------------------------------------------------------------- fusion
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Each retriever's score for every chunk, and which chunks may be returned."""
+
+    bm25: np.ndarray
+    dense: np.ndarray
+    sentence: np.ndarray | None  # best sentence's similarity; None without sentence vectors
+    mask: np.ndarray  # the searchable chunks (the document filter)
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How much each signal counts, and the reciprocal-rank constant."""
+
+    bm25: float
+    dense: float
+    sentence: float
+    rrf_k: int
 
 
 def _zscore(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -72,21 +102,61 @@ def _zscore(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (scores - float(values.mean())) / spread if spread > 0 else np.zeros_like(scores)
 
 
+def fuse_zscore(s: Signals, w: Weights) -> np.ndarray:
+    """Weighted sum of the signals, each standardised over the searchable chunks."""
+    fused = w.bm25 * _zscore(s.bm25, s.mask)
+    fused = fused + w.dense * _zscore(s.dense, s.mask)
+    if s.sentence is not None:
+        fused = fused + w.sentence * _zscore(s.sentence, s.mask)
+    return fused
+
+
+def _order(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    return candidates[np.argsort(-scores[candidates], kind="stable")]
+
+
+def fuse_rrf(s: Signals, w: Weights) -> np.ndarray:
+    """Weighted reciprocal-rank fusion; BM25 ranks only the chunks sharing a word with the query."""
+    candidates = np.flatnonzero(s.mask)
+    fused = np.zeros(len(s.mask), dtype=np.float64)
+    for r, i in enumerate(_order(s.bm25, candidates)):
+        if s.bm25[i] > 0:
+            fused[i] += w.bm25 / (w.rrf_k + r + 1)
+    for r, i in enumerate(_order(s.dense, candidates)):
+        fused[i] += w.dense / (w.rrf_k + r + 1)
+    if s.sentence is not None:
+        for r, i in enumerate(_order(s.sentence, candidates)):
+            fused[i] += w.sentence / (w.rrf_k + r + 1)
+    return fused
+
+
+Fusion = Callable[[Signals, Weights], np.ndarray]
+
+FUSIONS: dict[str, Fusion] = {"zscore": fuse_zscore, "rrf": fuse_rrf}
+"""Fusion functions by the name ``Settings.fusion`` gives."""
+
+MENTION_SCALE: dict[str, Callable[[Weights], float]] = {
+    "zscore": lambda w: 1.0,  # one standard deviation
+    "rrf": lambda w: 1.0 / (w.rrf_k + 1),  # a first rank
+}
+"""What one unit of the document-mention boost is worth in each fusion's scale."""
+
+
+# --------------------------------------------------------------------------- the retriever
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """A chunk found by the hybrid search, with what each retriever said of it."""
+    """A passage found by the search, with what the answering side needs to quote from it."""
 
-    chunk: Chunk
-    score: float
-    bm25: float
-    dense: float
-    bm25_rank: int | None
-    dense_rank: int | None
+    passage: Passage
+    indexed: str
+    """The text the retrievers saw: title, document names and section before the passage."""
     sentences: tuple[tuple[int, int, float], ...] = ()
-    """(start, end, cosine similarity to the query) of each sentence of the chunk."""
+    """(start, end, cosine similarity to the query) of each sentence, in document offsets."""
 
 
-class HybridRetriever:
+class Retriever:
     """BM25 + dense search over one index generation."""
 
     def __init__(
@@ -94,26 +164,27 @@ class HybridRetriever:
         generation: Generation,
         embedder: Embedder,
         documents: Mapping[str, Document],
-        rrf_k: int = 60,
-        bm25_weight: float = 0.25,
-        dense_weight: float = 0.45,
-        sentence_weight: float = 0.3,
-        fusion: str = "zscore",
-        depth: int = 1000,
-        mention_boost: float = 1.0,
+        *,
+        fusion: str,
+        bm25_weight: float,
+        dense_weight: float,
+        sentence_weight: float,
+        rrf_k: int,
+        mention_boost: float,
+        depth: int = DEPTH,
     ) -> None:
-        import bm25s
-
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r}: choose from {', '.join(FUSIONS)}")
         self.generation = generation
         self.embedder = embedder
         self.documents = documents
         self.chunks: list[Chunk] = generation.chunks
-        self.by_id = {c.chunk_id: i for i, c in enumerate(self.chunks)}
-        self.rrf_k = rrf_k
-        self.bm25_weight = bm25_weight
-        self.dense_weight = dense_weight
-        self.sentence_weight = sentence_weight
         self.fusion = fusion
+        self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
+        self.mention_boost = mention_boost
+        self.depth = depth
+        self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
+        self._indexed = [self._indexed_text(c) for c in self.chunks]
         self.sentences = generation.sentences()
         self._sentence_rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(self.chunks)
         if self.sentences is not None:
@@ -122,147 +193,96 @@ class HybridRetriever:
             self._sentence_rows = [
                 order[bounds[i] : bounds[i + 1]] for i in range(len(self.chunks))
             ]
-        self.depth = depth
-        self.mention_boost = mention_boost
-        self._alias_patterns = {
-            d.doc_id: re.compile(
-                r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in d.aliases) + r")(?![\w-])", re.I
-            )
-            for d in documents.values() if d.aliases
-        }
-        corpus_tokens = [tokenize(self.indexed(c)) for c in self.chunks]
+        corpus_tokens = [tokenize(t) for t in self._indexed]
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus_tokens, show_progress=False)
-        self._vocab = self._bm25.vocab_dict
-        n = len(corpus_tokens)
-        df: dict[str, int] = {}
-        for toks in corpus_tokens:
-            for t in set(toks):
-                df[t] = df.get(t, 0) + 1
-        self._n = n
-        self._df = df
+        self._bm25_vocab = self._bm25.vocab_dict
         self._doc_of = np.array([c.doc_id for c in self.chunks])
-        self._words = {
-            w for d in documents.values() for w in words(f"{d.text} {' '.join(d.keywords)}")
-        }
+        self.vocabulary = Vocabulary(documents, corpus_tokens)
 
-    def mentioned_documents(self, text: str) -> list[str]:
-        """Documents the text names by one of their aliases ("the Fife review", "QUB")."""
-        return [d for d, pattern in self._alias_patterns.items() if pattern.search(text)]
-
-    def knows_word(self, word: str) -> bool:
-        """Whether the corpus uses this (lower-case, unstemmed) word anywhere."""
-        return word in self._words
-
-    def indexed(self, chunk: Chunk) -> str:
+    def _indexed_text(self, chunk: Chunk) -> str:
         doc = self.documents.get(chunk.doc_id)
         if doc is None:
             return indexed_text(chunk, chunk.doc_id)
         return indexed_text(chunk, doc.title, doc.keywords)
 
-    def idf(self, token: str) -> float:
-        """Inverse chunk frequency of a stemmed token; unseen tokens weigh the most."""
-        df = self._df.get(token, 0)
-        return math.log(1 + (self._n - df + 0.5) / (df + 0.5))
-
-    def in_vocabulary(self, token: str) -> bool:
-        return token in self._df
-
-    def bm25_scores(self, query_tokens: Sequence[str]) -> np.ndarray:
-        known = [t for t in query_tokens if t in self._vocab]
+    def _bm25_scores(self, query_tokens: Sequence[str]) -> np.ndarray:
+        known = [t for t in query_tokens if t in self._bm25_vocab]
         if not known:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
 
+    def signals(
+        self, query: str, doc_ids: Sequence[str] | None, query_vector: np.ndarray | None = None
+    ) -> tuple[Signals, np.ndarray | None]:
+        """Every chunk's score from each retriever, and every sentence's similarity."""
+        n = len(self.chunks)
+        mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(n, bool)
+        bm25 = self._bm25_scores(tokenize(query))
+        vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+        found = self.generation.query(vector, min(n, self.depth), doc_ids)
+        dense = np.full(n, min((s for _, s in found), default=0.0), dtype=np.float32)
+        for chunk_id, sim in found:
+            i = self._row.get(chunk_id)
+            if i is not None:
+                dense[i] = sim
+        best_sentence = None
+        sentence_sims = None
+        if self.sentences is not None and len(self.sentences.vectors):
+            best_sentence = np.full(n, -1.0, dtype=np.float32)
+            sentence_sims = self.sentences.vectors @ np.asarray(vector, dtype=np.float32)
+            np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
+        return Signals(bm25, dense, best_sentence, mask), sentence_sims
+
     def search(
         self,
         query: str,
-        k: int = 5,
+        k: int,
         doc_ids: Sequence[str] | None = None,
-        query_vector: np.ndarray | None = None,
+        *,
         mentioned: Sequence[str] | None = None,
+        query_vector: np.ndarray | None = None,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``.
 
         Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
         """
-        n = len(self.chunks)
-        if not n:
+        if not self.chunks:
             return []
-        mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(n, bool)
-        bm25 = self.bm25_scores(tokenize(query))
-        vector = self.embedder.embed_query(query) if query_vector is None else query_vector
-        found = self.generation.query(vector, min(n, self.depth), doc_ids)
-        dense = np.full(n, min((s for _, s in found), default=0.0), dtype=np.float32)
-        for chunk_id, sim in found:
-            i = self.by_id.get(chunk_id)
-            if i is not None:
-                dense[i] = sim
-        best_sentence = np.full(n, -1.0, dtype=np.float32)
-        sentence_sims = None
-        if self.sentences is not None and len(self.sentences.vectors):
-            sentence_sims = self.sentences.vectors @ np.asarray(vector, dtype=np.float32)
-            np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
-        candidates = np.flatnonzero(mask)
-        bm25_order = candidates[np.argsort(-bm25[candidates], kind="stable")]
-        dense_order = candidates[np.argsort(-dense[candidates], kind="stable")]
-        bm25_rank = {int(i): r for r, i in enumerate(bm25_order) if bm25[i] > 0}
-        dense_rank = {int(i): r for r, i in enumerate(dense_order)}
-        if self.fusion == "rrf":
-            fused = np.zeros(n, dtype=np.float64)
-            for i, r in bm25_rank.items():
-                fused[i] += self.bm25_weight / (self.rrf_k + r + 1)
-            for i, r in dense_rank.items():
-                fused[i] += self.dense_weight / (self.rrf_k + r + 1)
-            if sentence_sims is not None:
-                order = candidates[np.argsort(-best_sentence[candidates], kind="stable")]
-                for r, i in enumerate(order):
-                    fused[i] += self.sentence_weight / (self.rrf_k + r + 1)
-        else:
-            fused = self.bm25_weight * _zscore(bm25, mask)
-            fused = fused + self.dense_weight * _zscore(dense, mask)
-            if sentence_sims is not None:
-                fused = fused + self.sentence_weight * _zscore(best_sentence, mask)
+        signals, sentence_sims = self.signals(query, doc_ids, query_vector)
+        fused = FUSIONS[self.fusion](signals, self.weights)
         if mentioned is None:
-            mentioned = self.mentioned_documents(query)
+            mentioned = self.vocabulary.mentioned_documents(query)
         if mentioned and self.mention_boost:
-            scale = 1.0 if self.fusion == "zscore" else 1.0 / (self.rrf_k + 1)
-            fused = fused + self.mention_boost * scale * np.isin(self._doc_of, list(mentioned))
-        best = candidates[np.argsort(-fused[candidates], kind="stable")][:k]
-        return [
-            Hit(
-                chunk=self.chunks[i],
-                score=float(fused[i]),
-                bm25=float(bm25[i]),
-                dense=float(dense[i]),
-                bm25_rank=bm25_rank.get(int(i)),
-                dense_rank=dense_rank.get(int(i)),
-                sentences=self._sentences_of(int(i), sentence_sims),
-            )
-            for i in best
-        ]
+            unit = MENTION_SCALE[self.fusion](self.weights)
+            fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
+        best = _order(fused, np.flatnonzero(signals.mask))[:k]
+        return [self._hit(int(i), float(fused[i]), sentence_sims) for i in best]
 
-    def _sentences_of(
-        self, i: int, sims: np.ndarray | None
-    ) -> tuple[tuple[int, int, float], ...]:
-        if sims is None or self.sentences is None:
-            return ()
-        rows = self._sentence_rows[i]
-        spans = self.sentences.spans[rows]
-        pairs = zip(spans, rows, strict=True)
-        return tuple((int(a), int(b), float(sims[r])) for (a, b), r in pairs)
-
-    def passage(self, hit: Hit) -> Passage:
-        c = hit.chunk
+    def _hit(self, i: int, score: float, sims: np.ndarray | None) -> Hit:
+        c = self.chunks[i]
         doc = self.documents.get(c.doc_id)
-        return Passage(
+        passage = Passage(
             doc_id=c.doc_id,
             title=doc.title if doc else c.doc_id,
             section=c.section,
             text=c.text,
             start=c.start,
             end=c.end,
-            score=round(hit.score, 6),
+            score=round(score, 6),
             chunk_id=c.chunk_id,
             year=doc.year if doc else None,
         )
+        return Hit(passage, self._indexed[i], self._sentences_of(i, c, sims))
+
+    def _sentences_of(
+        self, i: int, chunk: Chunk, sims: np.ndarray | None
+    ) -> tuple[tuple[int, int, float], ...]:
+        """Each sentence of chunk ``i`` with its similarity (0 without sentence vectors)."""
+        if sims is None or self.sentences is None:
+            spans = sentence_spans(chunk.text)
+            return tuple((chunk.start + a, chunk.start + b, 0.0) for a, b in spans)
+        rows = self._sentence_rows[i]
+        spans = self.sentences.spans[rows]
+        pairs = zip(spans, rows, strict=True)
+        return tuple((int(a), int(b), float(sims[r])) for (a, b), r in pairs)

@@ -14,9 +14,11 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InputError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+MAX_K = 50
+"""The most passages a search or an answer may ask for."""
 
 
 def bundled_corpus_dir() -> Path:
@@ -68,7 +70,7 @@ class Settings(BaseSettings):
     )
 
     # Retrieval
-    top_k: int = Field(5, ge=1, le=50, description="Passages returned by search.")
+    top_k: int = Field(5, ge=1, le=MAX_K, description="Passages returned by search.")
     answer_k: int = Field(6, ge=1, le=20, description="Passages an answer may draw on.")
     fusion: Literal["zscore", "rrf"] = Field(
         "zscore", description="How BM25 and dense scores combine: standardised sum, or RRF."
@@ -176,6 +178,13 @@ def load_settings(base: Settings | None = None, **overrides: Any) -> Settings:
             message = str(err["msg"]).removeprefix("Value error, ")
             problems.append(f"PEERQA_{name.upper()}: {message}" if err["loc"] else message)
         raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+
+
+def check_k(k: object) -> int:
+    """``k`` as a number of passages, or InputError saying what is allowed."""
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+        raise InputError(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
+    return k
 
 
 def settings_table() -> str:

@@ -27,12 +27,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import IndexLockedError, IndexNotFoundError, StoreError
 from .types import Chunk
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
 
 FORMAT_VERSION = 2
 _COLLECTION_PREFIX = "peerqa-"
@@ -69,7 +73,7 @@ class ChromaLocation:
     host: str | None = None
     port: int = 8000
 
-    def client(self, path: Path | None = None):
+    def client(self, path: Path | None = None) -> ClientAPI:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
@@ -105,7 +109,7 @@ class Generation:
             raise StoreError(
                 f"index generation {path} is unreadable ({e}): run `peerqa index --rebuild`"
             ) from e
-        self._collection = None
+        self._collection: Collection | None = None
 
     @property
     def name(self) -> str:
@@ -116,7 +120,8 @@ class Generation:
         return str(self.manifest.get("collection", _COLLECTION_PREFIX + self.name))
 
     def vectors(self) -> np.ndarray:
-        return np.load(self.path / "vectors.npy")
+        vectors: np.ndarray = np.load(self.path / "vectors.npy")
+        return vectors
 
     def sentences(self) -> SentenceVectors | None:
         """The sentence-level vectors of this generation (None for an index without them)."""
@@ -127,31 +132,30 @@ class Generation:
             return SentenceVectors(data["chunk"], data["spans"], data["vectors"])
 
     @property
-    def collection(self):
+    def collection(self) -> Collection:
         if self._collection is None:
             client = self.location.client(self.path / "chroma")
             try:
-                self._collection = client.get_collection(
-                    self.collection_name, embedding_function=None
-                )
+                collection = client.get_collection(self.collection_name, embedding_function=None)
             except Exception as e:
                 raise StoreError(
                     f"the index's Chroma collection {self.collection_name!r} is missing ({e}): "
                     "run `peerqa index --rebuild`"
                 ) from e
+            self._collection = collection
         return self._collection
 
     def query(
         self, vector: np.ndarray, n: int, doc_ids: Sequence[str] | None = None
     ) -> list[tuple[str, float]]:
         """Nearest chunks to ``vector`` as (chunk_id, cosine similarity), best first."""
-        where = {"doc_id": {"$in": list(doc_ids)}} if doc_ids else None
+        where: Any = {"doc_id": {"$in": list(doc_ids)}} if doc_ids else None
         n = min(n, len(self.chunks))
         if n <= 0:
             return []
         try:
             res = self.collection.query(
-                query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                query_embeddings=np.asarray(vector, dtype=np.float32)[None, :],
                 n_results=n,
                 where=where,
                 include=["distances"],
@@ -160,7 +164,8 @@ class Generation:
             raise
         except Exception as e:
             raise StoreError(f"vector search failed ({e}): check the Chroma store") from e
-        pairs = zip(res["ids"][0], res["distances"][0], strict=True)
+        distances = res["distances"] or [[]]
+        pairs = zip(res["ids"][0], distances[0], strict=True)
         return [(i, 1.0 - float(d)) for i, d in pairs]
 
 
@@ -203,9 +208,10 @@ class IndexStore:
         if not name:
             return None
         try:
-            return json.loads((self._generations / name / "manifest.json").read_text())
+            manifest = json.loads((self._generations / name / "manifest.json").read_text())
         except (OSError, ValueError):
             return None
+        return manifest if isinstance(manifest, dict) else None
 
     def open(self) -> Generation:
         """The live generation; IndexNotFoundError when nothing has been built yet."""

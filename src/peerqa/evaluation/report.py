@@ -11,18 +11,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .evaluation import (
-    TARGETS,
-    EvalRun,
-    ItemResult,
-    SystemScores,
-    comparison_columns,
-    fmt,
-    label,
-    meets,
-    metric_names,
-    target_text,
-)
+from .baselines import SystemScores
+from .runner import EvalRun
+from .scoring import TARGETS, ItemResult, metric_names
+from .tables import comparison_columns, fmt, label, meets, target_text
 
 _CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222;

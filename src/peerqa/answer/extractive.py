@@ -1,41 +1,28 @@
-"""Answers from retrieved passages. The offline default quotes the best sentences verbatim.
+"""The offline answer: the retrieved sentences that best answer the question, quoted verbatim.
 
-Extractive answering, step by step:
-1. The question's content words, stemmed and weighted by rarity (idf over chunks); in a
-   follow-up, words of the previous question join at half weight.
-2. Abstain when the retrieved passages leave too much of that weight uncovered.
-3. Score every sentence of the retrieved passages by the weighted share of the question it
-   covers, scaled by its passage's rank; keep the best, dropping near-duplicates.
-4. Quote each kept sentence, mark it [n], number the sources in order of first use.
+Step by step:
+1. Abstain when the question names something the corpus never mentions, asks for a figure or
+   one of two alternatives that no good sentence holds, or the retrieved passages leave too much
+   of the question's weight uncovered.
+2. Score every sentence of the retrieved passages half by the weighted share of the question it
+   covers and half by its vector's similarity to the question, scaled by its passage's rank;
+   keep the best, dropping near-duplicates.
+3. Quote each kept sentence, mark it [n], number the sources in order of first use.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .chunking import sentence_spans
-from .citations import MARKER, marked_sentences, normalise, supports
-from .retrieval import Hit, HybridRetriever, tokenize
-from .types import Answer, Citation, Passage
+from ..retrieval import Hit, Vocabulary
+from ..text import BULLET, HEADING_MARK, MARKER, normalise, tokenize
+from ..types import Answer, Citation, Passage
+from .judge import check_citations
+from .outcome import abstention
+from .question import QuestionTerms, is_list_question
 
-ABSTAIN_TEXT = (
-    "The documents do not appear to cover this question. "
-    "The closest material they hold is listed below; it is not an answer."
-)
-_LIST_CUE = re.compile(
-    r"\b(what are|which|list|ways?|steps|types|kinds|factors|barriers|benefits|challenges|"
-    r"recommendations|lessons|examples|elements|components|areas|key|main|outcomes|roles|"
-    r"skills|qualities|themes|issues|things)\b",
-    re.I,
-)
-_FOLLOW_UP = re.compile(
-    r"^\s*(and|but|also|what about|how about|so)\b|\b(they|them|their|theirs|it|its|this|that|"
-    r"these|those|he|she|his|her|there|the same)\b",
-    re.I,
-)
-_BULLET = re.compile(r"(?:[-*•–]|\d{1,2}[.)]|#{1,6})\s+")  # used with .match(text, pos)
 _LINK_TITLE = re.compile(r"^\[[^\]]+\]\([^)]*\)")
 _NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
 # Questions whose answer is a figure: a count, an amount, a rate, a pay band.
@@ -63,52 +50,9 @@ _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 
 
 @dataclass(frozen=True, slots=True)
-class QuestionTerms:
-    """Stemmed content words of a question with their weights, and the text to retrieve with."""
+class Candidate:
+    """A sentence of a retrieved passage, scored as a quote for the question."""
 
-    query: str
-    weights: dict[str, float]
-    mentioned: tuple[str, ...] = ()
-
-    @property
-    def total(self) -> float:
-        return sum(self.weights.values())
-
-    def coverage(self, tokens: set[str]) -> float:
-        """Weighted share of the question's words found among ``tokens``."""
-        total = self.total
-        return sum(w for t, w in self.weights.items() if t in tokens) / total if total else 0.0
-
-
-def previous_question(history: Sequence[Mapping[str, str]] | None) -> str | None:
-    """The last user turn of a role/content history, if any."""
-    for turn in reversed(list(history or [])):
-        if turn.get("role") == "user" and str(turn.get("content", "")).strip():
-            return str(turn["content"])
-    return None
-
-
-def question_terms(
-    question: str,
-    history: Sequence[Mapping[str, str]] | None,
-    retriever: HybridRetriever,
-) -> QuestionTerms:
-    """Weighted terms and the retrieval query; follow-ups borrow the previous question's words."""
-    current = tokenize(question)
-    weights: dict[str, float] = {t: retriever.idf(t) for t in current}
-    query = question
-    earlier = previous_question(history)
-    if earlier and (_FOLLOW_UP.search(question) or len(set(current)) <= 2):
-        query = f"{question} {earlier}"
-        for t in tokenize(earlier):
-            weights.setdefault(t, 0.5 * retriever.idf(t))
-    return QuestionTerms(
-        query=query, weights=weights, mentioned=tuple(retriever.mentioned_documents(query))
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Candidate:
     hit_rank: int
     start: int
     end: int
@@ -119,36 +63,34 @@ class _Candidate:
     similarity: float = 0.0
 
 
-def _candidates(
-    hits: Sequence[Hit], terms: QuestionTerms, retriever: HybridRetriever
-) -> list[_Candidate]:
-    out: list[_Candidate] = []
+def candidates(hits: Sequence[Hit], terms: QuestionTerms) -> list[Candidate]:
+    """Every quotable sentence of the hits, scored by coverage, meaning and passage rank."""
+    out: list[Candidate] = []
     for rank, hit in enumerate(hits):
-        chunk = hit.chunk
-        doc_text = retriever.documents[chunk.doc_id].text
+        p = hit.passage
         prior = 1.0 / (1.0 + 0.3 * rank)  # earlier passages are likelier to answer
-        section_tokens = set(tokenize(chunk.section))
+        section_tokens = set(tokenize(p.section))
         # A reference list names sources; quoting it rarely answers anything.
-        damp = 0.5 if chunk.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
-        similarity = {(a, b): sim for a, b, sim in hit.sentences}
-        for a, b in sentence_spans(doc_text, chunk.start, chunk.end):
-            sim = similarity.get((a, b), 0.0)
-            bullet = _BULLET.match(doc_text, a, b)
-            if bullet:
-                a = bullet.end()
-            text = doc_text[a:b]
+        damp = 0.5 if p.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
+        for a, b, sim in hit.sentences:
+            mark = BULLET.match(p.text, a - p.start, b - p.start) or HEADING_MARK.match(
+                p.text, a - p.start, b - p.start
+            )
+            if mark:
+                a = p.start + mark.end()
+            text = p.text[a - p.start : b - p.start]
             # A source's own "[1]" reference mark would read as one of our citation markers.
             if (_LINK_TITLE.match(text) or text.endswith("?") or MARKER.search(text)
                     or len(text.split()) < MIN_SENTENCE_WORDS):
                 continue
             tokens = frozenset(tokenize(text))
-            cov = terms.coverage(set(tokens))
+            cov = terms.coverage(tokens)
             # The section title counts a little: a sentence under "Training" is about training.
             cov_ctx = terms.coverage(set(tokens) | section_tokens)
             lexical = 0.8 * cov + 0.2 * cov_ctx
             relevance = (1 - SEMANTIC) * lexical + SEMANTIC * max(sim, 0.0)
             score = damp * relevance * (0.5 + 0.5 * prior)
-            out.append(_Candidate(rank, a, b, text, tokens, score, cov, sim))
+            out.append(Candidate(rank, a, b, text, tokens, score, cov, sim))
     return out
 
 
@@ -158,16 +100,12 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
     return len(a & b) / len(a | b) >= 0.6
 
 
-def is_list_question(question: str) -> bool:
-    return bool(_LIST_CUE.search(question))
-
-
 def holds_figure(text: str) -> bool:
     """Whether a sentence states a figure; a year alone ("in 2019") does not count."""
     return bool(_NUMBER.search(_YEAR.sub(" ", text)))
 
 
-def unknown_names(question: str, retriever: HybridRetriever) -> list[str]:
+def unknown_names(question: str, vocabulary: Vocabulary) -> list[str]:
     """Names and acronyms in the question (capitalised, not its first word) the corpus never uses.
 
     A question about the Welsh strategy or PVG checks cannot be answered from documents that
@@ -181,7 +119,7 @@ def unknown_names(question: str, retriever: HybridRetriever) -> list[str]:
         parts = [p for p in re.split(r"[-'’&]", word.lower()) if p]
         if word.lower() in _GENERAL_NAMES or not parts:
             continue
-        if not all(retriever.knows_word(p) for p in parts):
+        if not all(vocabulary.knows_word(p) for p in parts):
             found.append(word)
     return found
 
@@ -189,9 +127,10 @@ def unknown_names(question: str, retriever: HybridRetriever) -> list[str]:
 def should_abstain(
     question: str,
     hits: Sequence[Hit],
-    ranked: Sequence[_Candidate],
+    ranked: Sequence[Candidate],
     terms: QuestionTerms,
-    retriever: HybridRetriever,
+    vocabulary: Vocabulary,
+    *,
     min_coverage: float,
 ) -> bool:
     """True when the best passages cannot answer: too little of the question is covered, the
@@ -201,7 +140,7 @@ def should_abstain(
     """
     if not hits or not terms.weights:
         return True
-    if unknown_names(question, retriever):
+    if unknown_names(question, vocabulary):
         return True
     best = ranked[:3]
     # A figure counts only in a sentence about the question (by its words or by its vector),
@@ -220,7 +159,7 @@ def should_abstain(
     covered: set[str] = set()
     best_single = 0.0
     for hit in hits[:3]:
-        toks = set(tokenize(retriever.indexed(hit.chunk)))
+        toks = set(tokenize(hit.indexed))
         covered |= toks
         best_single = max(best_single, terms.coverage(toks))
     union = terms.coverage(covered)
@@ -231,24 +170,24 @@ def extractive_answer(
     question: str,
     hits: Sequence[Hit],
     terms: QuestionTerms,
-    retriever: HybridRetriever,
+    vocabulary: Vocabulary,
     *,
-    max_sentences: int = 4,
-    max_list_sentences: int = 6,
-    min_coverage: float = 0.5,
+    max_sentences: int,
+    max_list_sentences: int,
+    min_coverage: float,
 ) -> Answer:
     """Quote the retrieved sentences that best answer the question, each marked [n]."""
-    passages = [retriever.passage(h) for h in hits]
-    ranked = sorted(_candidates(hits, terms, retriever), key=lambda c: -c.score)
-    if should_abstain(question, hits, ranked, terms, retriever, min_coverage):
+    passages = [h.passage for h in hits]
+    ranked = sorted(candidates(hits, terms), key=lambda c: -c.score)
+    if should_abstain(question, hits, ranked, terms, vocabulary, min_coverage=min_coverage):
         return abstention(question, passages, terms.query)
-    candidates = [c for c in ranked if c.coverage > 0]
-    if not candidates:
+    answering = [c for c in ranked if c.coverage > 0]
+    if not answering:
         return abstention(question, passages, terms.query)
     limit = max_list_sentences if is_list_question(question) else max_sentences
-    floor = candidates[0].score * 0.5
-    chosen: list[_Candidate] = []
-    for cand in candidates:
+    floor = answering[0].score * 0.5
+    chosen: list[Candidate] = []
+    for cand in answering:
         if len(chosen) >= limit or cand.score < floor:
             break
         if any(_similar(cand.tokens, c.tokens) or (cand.start < c.end and c.start < cand.end)
@@ -259,7 +198,7 @@ def extractive_answer(
 
 
 def compose(
-    question: str, chosen: Sequence[_Candidate], passages: Sequence[Passage], query: str
+    question: str, chosen: Sequence[Candidate], passages: Sequence[Passage], query: str
 ) -> Answer:
     """Number sources by first use and write the answer text with [n] after each sentence."""
     numbers: dict[int, int] = {}
@@ -285,35 +224,3 @@ def compose(
         retrieval_query=query,
     )
 
-
-def abstention(question: str, passages: Sequence[Passage], query: str = "") -> Answer:
-    """An answer that says the documents do not cover the question, with the closest passages."""
-    return Answer(
-        question=question,
-        text=ABSTAIN_TEXT,
-        citations=[],
-        abstained=True,
-        passages=list(passages),
-        mode="extractive",
-        checks={"abstained": True},
-        retrieval_query=query,
-    )
-
-
-def check_citations(text: str, citations: Sequence[Citation]) -> dict[str, object]:
-    """What holds of an answer's citations: markers resolve, all used, sentences supported."""
-    by_number = {c.number: c for c in citations}
-    sentences = marked_sentences(text)
-    used = {n for s in sentences for n in s.numbers}
-    unresolved = sorted(used - set(by_number))
-    unsupported = [
-        s.text for s in sentences
-        if not s.numbers or not supports(s.text, [by_number[n].text for n in s.numbers
-                                                  if n in by_number])
-    ]
-    return {
-        "markers_resolve": not unresolved,
-        "unresolved_markers": unresolved,
-        "all_citations_used": set(by_number) <= used,
-        "unsupported_sentences": unsupported,
-    }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 TYPES = ("factoid", "list", "explanatory", "multi-document", "follow-up", "unanswerable")
 REQUIRED_FIELDS = ("id", "question", "answer", "key_facts", "evidence", "type")
@@ -33,13 +33,19 @@ class GoldItem:
     key_facts: tuple[str, ...]
     evidence: tuple[Evidence, ...]
     type: str
-    history: tuple[dict, ...] = ()
+    history: tuple[dict[str, str], ...] = ()
     absent_terms: tuple[str, ...] = ()
 
 
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
 def default_gold_path() -> Path:
-    """The repository's merged gold file, evals/gold.jsonl."""
-    return Path(__file__).resolve().parents[2] / "evals" / "gold.jsonl"
+    """The gold set: a checkout's evals/gold.jsonl, or the copy an installed wheel carries."""
+    checkout = _PACKAGE_DIR.parent.parent / "evals" / "gold.jsonl"
+    if checkout.is_file():
+        return checkout
+    return _PACKAGE_DIR / "_bundled_evals" / "gold.jsonl"
 
 
 def _strings(value: Any, name: str, where: str) -> tuple[str, ...]:
@@ -111,7 +117,7 @@ def load_gold(path: str | Path) -> list[GoldItem]:
     return items
 
 
-def _history_problem(history: tuple[dict, ...]) -> str | None:
+def _history_problem(history: tuple[dict[str, str], ...]) -> str | None:
     for k, turn in enumerate(history):
         if not isinstance(turn, dict) or set(turn) != {"role", "content"}:
             return f"history[{k}] must have exactly the keys 'role' and 'content'"

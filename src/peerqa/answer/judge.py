@@ -1,4 +1,4 @@
-"""Citation markers and the offline support judge shared by answers and the evaluation.
+"""The offline support judge and the citation checks, shared by answers and the evaluation.
 
 The judge decides whether passages *support* a sentence:
 - a sentence quoted from the passages (white space and quote marks folded) is supported;
@@ -10,33 +10,18 @@ The judge decides whether passages *support* a sentence:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .chunking import sentence_spans
-from .retrieval import tokenize, words
+from ..text import MARKER, markers, normalise, sentence_spans, tokenize, words
+from ..types import AnswerChecks, Citation
 
-MARKER = re.compile(r"\[(\d{1,3})\]")
-# Where a streamed written answer may be cut into sentences (used by llm.py while streaming).
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"“‘(])|(?<=\])\s+(?=[A-Z\"“‘(])|\n+")
 _TAGS_ONLY = re.compile(r"(?:\[[^\]]*\]\s*)+")  # e.g. "[unsupported]" after a sentence
 _AFTER_MARKERS = re.compile(r"(?<=\])\s+(?=[^\[\s])")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _NEGATIONS = {"not", "no", "never", "none", "neither", "nor", "without", "cannot", "isn't",
               "aren't", "wasn't", "weren't", "don't", "doesn't", "didn't"}
 SUPPORT_THRESHOLD = 0.75
-
-
-def normalise(text: str) -> str:
-    """Fold white space, curly quotes and dashes so formatting never decides support."""
-    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
-    text = text.replace("–", "-").replace("—", "-")
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def markers(text: str) -> list[int]:
-    """Every [n] in ``text``, in order."""
-    return [int(n) for n in MARKER.findall(text)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +36,7 @@ def marked_sentences(answer_text: str) -> list[MarkedSentence]:
     The text is first cut after each run of markers followed by more text, then each piece at
     sentence ends (with the chunker's rules, so "et al. (2021)" stays whole).
     """
-    out = []
+    out: list[MarkedSentence] = []
     for line in answer_text.splitlines():
         for piece in _AFTER_MARKERS.split(line):
             spans = sentence_spans(piece) or [(0, len(piece))]
@@ -94,3 +79,27 @@ def supports(sentence: str, passages: Sequence[str], threshold: float = SUPPORT_
         return False
     negated = _NEGATIONS & set(words(claim))
     return not (negated and not negated & set(words(joined)))
+
+
+def marker_checks(answer_text: str, numbers: Iterable[int]) -> tuple[bool, bool]:
+    """(every [n] in the text resolves to a citation, every citation is cited in the text)."""
+    known = set(numbers)
+    used = set(markers(answer_text))
+    return used <= known, known <= used
+
+
+def check_citations(text: str, citations: Sequence[Citation]) -> AnswerChecks:
+    """What holds of an answer's citations: markers resolve, all used, sentences supported."""
+    by_number = {c.number: c for c in citations}
+    resolve, all_used = marker_checks(text, by_number)
+    unsupported = [
+        s.text for s in marked_sentences(text)
+        if not s.numbers or not supports(s.text, [by_number[n].text for n in s.numbers
+                                                  if n in by_number])
+    ]
+    return AnswerChecks(
+        markers_resolve=resolve,
+        unresolved_markers=sorted(set(markers(text)) - set(by_number)),
+        all_citations_used=all_used,
+        unsupported_sentences=unsupported,
+    )

@@ -1,0 +1,32 @@
+"""Embedders: the interface, the local MiniLM encoder and the OpenAI-compatible one."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigurationError
+from .base import BaseEmbedder, Embedder
+from .minilm import LocalEmbedder, local_model_dir
+from .openai import OpenAIEmbedder
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = [
+    "BaseEmbedder",
+    "Embedder",
+    "LocalEmbedder",
+    "OpenAIEmbedder",
+    "get_embedder",
+    "local_model_dir",
+]
+
+
+def get_embedder(settings: Settings) -> Embedder:
+    """The embedder chosen by ``settings.embedding_backend``."""
+    backend = settings.embedding_backend
+    if backend == "local":
+        return LocalEmbedder()
+    if backend == "openai":
+        return OpenAIEmbedder(settings)
+    raise ConfigurationError(f"unknown embedding_backend {backend!r}: use 'local' or 'openai'")

@@ -1,0 +1,47 @@
+"""The embedder interface: texts in, L2-normalised float32 vectors of a fixed width out.
+
+An embedder implements ``embed_documents``; ``embed_query`` is built on it by ``BaseEmbedder``.
+Anything with the same four members works (a test's deterministic fake, for one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+Progress = Callable[[int], None]
+"""Called with the number of texts just embedded."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into L2-normalised float32 vectors of a fixed dimension."""
+
+    name: str
+    """Identifies the model and its settings: an index built with another name is rebuilt."""
+    dim: int
+
+    def embed_documents(
+        self, texts: Sequence[str], progress: Progress | None = None
+    ) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+class BaseEmbedder:
+    """One method to write, ``embed_documents``; a query is a batch of one."""
+
+    name: str
+    dim: int
+
+    def embed_documents(
+        self, texts: Sequence[str], progress: Progress | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Embed one text as a (dim,) float32 unit vector."""
+        vector: np.ndarray = self.embed_documents([text])[0]
+        return vector

@@ -1,0 +1,179 @@
+"""Building the index: chunk the corpus, embed chunks and sentences, write a generation.
+
+An index is reused while it was built from the same corpus, chunking settings and model (the
+generation's manifest records them); otherwise it is rebuilt, reusing the vectors of every text
+that has not changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import chunking
+from .corpus import Corpus
+from .embeddings import Embedder
+from .errors import StoreError
+from .store import FORMAT_VERSION, IndexStore, SentenceVectors
+from .text import sentence_spans
+
+Progress = Callable[[str, int, int], None]
+"""Called as progress(stage, done, total) while an index is built."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInfo:
+    """What ``Assistant.index`` did."""
+
+    built: bool
+    generation: str
+    n_documents: int
+    n_chunks: int
+    seconds: float
+    directory: str
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def text_key(text: str) -> str:
+    """The key a vector is stored under for reuse: a hash of the exact text embedded."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class Indexer:
+    """Builds (or recognises as current) the index of one corpus with one embedder."""
+
+    def __init__(
+        self,
+        store: IndexStore,
+        corpus: Corpus,
+        embedder: Embedder,
+        *,
+        chunk_target_words: int,
+        chunk_max_words: int,
+    ) -> None:
+        self.store = store
+        self.corpus = corpus
+        self.embedder = embedder
+        self.chunk_target_words = chunk_target_words
+        self.chunk_max_words = chunk_max_words
+
+    def expected_manifest(self) -> dict[str, Any]:
+        """What the index must have been built from to be reused as it is."""
+        return {
+            "format": FORMAT_VERSION,
+            "corpus": self.corpus.fingerprint,
+            "documents": {d.doc_id: d.sha256 for d in self.corpus.documents},
+            "chunker": chunking.CHUNKER_VERSION,
+            "chunk_target_words": self.chunk_target_words,
+            "chunk_max_words": self.chunk_max_words,
+            "embedder": self.embedder.name,
+        }
+
+    def is_current(self) -> bool:
+        manifest = self.store.current_manifest()
+        if manifest is None:
+            return False
+        return all(manifest.get(k) == v for k, v in self.expected_manifest().items())
+
+    def build(self, progress: Progress | None = None) -> None:
+        """Write a new generation and make it live. Call under the store's write lock."""
+        docs = self.corpus.documents
+        by_id = {d.doc_id: d for d in docs}
+        chunks = chunking.chunk_corpus(
+            docs, target_words=self.chunk_target_words, max_words=self.chunk_max_words
+        )
+        texts = [
+            chunking.indexed_text(c, by_id[c.doc_id].title, by_id[c.doc_id].keywords)
+            for c in chunks
+        ]
+        rows, spans, sentence_texts = [], [], []
+        for i, c in enumerate(chunks):
+            doc_text = by_id[c.doc_id].text
+            for a, b in sentence_spans(doc_text, c.start, c.end):
+                rows.append(i)
+                spans.append((a, b))
+                sentence_texts.append(doc_text[a:b])
+        reuse = self._previous_vectors()
+        vectors = self._embed(texts, reuse, "embedding", progress)
+        sentence_vectors = self._embed(sentence_texts, reuse, "sentences", progress)
+        metadatas = [
+            {"doc_id": c.doc_id, "section": c.section[:500], "start": c.start, "end": c.end}
+            for c in chunks
+        ]
+        manifest = {
+            **self.expected_manifest(),
+            "text_keys": [text_key(t) for t in texts],
+            "sentence_keys": [text_key(t) for t in sentence_texts],
+        }
+        self.store.write_generation(
+            manifest, chunks, vectors, metadatas,
+            progress=_stored_counter(progress, len(chunks)),
+            sentences=SentenceVectors(
+                np.asarray(rows, dtype=np.int32),
+                np.asarray(spans, dtype=np.int32).reshape(-1, 2),
+                sentence_vectors,
+            ),
+        )
+
+    def _embed(
+        self, texts: list[str], reuse: dict[str, np.ndarray], stage: str,
+        progress: Progress | None,
+    ) -> np.ndarray:
+        """Vectors for ``texts``, reusing those already computed for the same text."""
+        vectors = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        todo = []
+        for i, t in enumerate(texts):
+            v = reuse.get(text_key(t))
+            if v is not None:
+                vectors[i] = v
+            else:
+                todo.append(i)
+        total = len(texts)
+        done = [total - len(todo)]
+        if progress:
+            progress(stage, done[0], total)
+
+        def step(n: int) -> None:
+            done[0] += n
+            if progress:
+                progress(stage, done[0], total)
+
+        if todo:
+            vectors[todo] = self.embedder.embed_documents([texts[i] for i in todo], progress=step)
+        return vectors
+
+    def _previous_vectors(self) -> dict[str, np.ndarray]:
+        """Vectors of the live generation by text, reused when the model is the same."""
+        try:
+            gen = self.store.open()
+            if gen.manifest.get("embedder") != self.embedder.name:
+                return {}
+            found: dict[str, np.ndarray] = {}
+            keys = gen.manifest.get("text_keys") or []
+            vectors = gen.vectors()
+            if len(keys) == len(vectors):
+                found.update(zip(keys, vectors, strict=True))
+            sentences = gen.sentences()
+            keys = gen.manifest.get("sentence_keys") or []
+            if sentences is not None and len(keys) == len(sentences.vectors):
+                found.update(zip(keys, sentences.vectors, strict=True))
+            return found
+        except (StoreError, OSError, ValueError):
+            return {}
+
+
+def _stored_counter(progress: Progress | None, total: int) -> Callable[[int], None] | None:
+    """Turn the store's per-batch counts into the running totals every stage reports."""
+    if progress is None:
+        return None
+    done = [0]
+
+    def step(n: int) -> None:
+        done[0] += n
+        progress("storing", done[0], total)
+
+    return step

@@ -1,0 +1,178 @@
+"""Text tools every layer shares, each defined once: words and stems, sentences, tokens, marks.
+
+- ``words`` / ``tokenize``: the one vocabulary BM25, sentence scoring, the judge and the
+  evaluation use (lower case, stop words out, Snowball stems).
+- ``sentence_spans``: where sentences start and end, as offsets into the text.
+- ``count_tokens``: cl100k_base token counts, with tiktoken kept offline.
+- ``normalise``: white space, quote marks and dashes folded, so formatting never decides a match.
+- The patterns of a ``[n]`` citation marker, a list bullet and a Markdown heading.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import Stemmer
+import tiktoken
+
+# --------------------------------------------------------------------------- shared patterns
+
+MARKER = re.compile(r"\[(\d{1,3})\]")
+"""A citation marker such as ``[3]``: group 1 is the source number."""
+
+BULLET = re.compile(r"\s*(?:[-*•–]|\d{1,2}[.)])\s+")
+"""A list item's bullet or number at the start of a line ("- ", "• ", "2) ", "10. ")."""
+
+HEADING_MARK = re.compile(r"#{1,6}\s+")
+"""The hashes that open a Markdown heading."""
+
+HEADING = re.compile(r"^\s{0,3}(" + HEADING_MARK.pattern + r")(.+?)\s*#*\s*$", re.M)
+"""A whole Markdown heading line: group 1 its marker (level = number of '#'), group 2 its text."""
+
+
+def heading_level(match: re.Match[str]) -> int:
+    """The level of a heading matched by ``HEADING``."""
+    return match.group(1).count("#")
+
+
+def markers(text: str) -> list[int]:
+    """Every [n] in ``text``, in order."""
+    return [int(n) for n in MARKER.findall(text)]
+
+
+def year_label(year: int | None) -> str:
+    """The year for a reference line: the year, or 'n.d.' for an undated document."""
+    return str(year) if year is not None else "n.d."
+
+
+# --------------------------------------------------------------------------- words and stems
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+_WORD = re.compile(r"\S+")
+STOPWORDS = frozenset(
+    [
+        "a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and",
+        "any", "are", "aren't", "as", "at", "be", "because", "been", "before", "being", "below",
+        "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "don't",
+        "down", "during", "each", "etc", "few", "for", "from", "further", "get", "gets",
+        "getting", "had", "has", "have", "having", "he", "her", "here", "hers", "herself",
+        "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself",
+        "just", "let", "me", "more", "most", "much", "must", "my", "myself", "no", "nor", "not",
+        "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves",
+        "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than",
+        "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these",
+        "they", "this", "those", "through", "to", "too", "under", "until", "up", "upon", "us",
+        "very", "via", "was", "we", "were", "what", "when", "where", "which", "while", "who",
+        "whom", "why", "will", "with", "within", "would", "you", "your", "yours", "yourself",
+        "yourselves", "tell", "know", "say", "says", "said", "anything", "something", "thing",
+        "things", "way", "ways", "kind", "kinds", "sort", "lot", "lots", "really", "actually",
+        "please", "like", "need", "needs", "needed", "want", "wants", "shouldn", "couldn",
+        "wouldn", "doesn", "didn", "isn", "wasn", "weren", "hasn", "haven", "don", "aren"
+    ]
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("english")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased word tokens (apostrophe forms folded: "workers'" -> "workers")."""
+    return [w.replace("’", "'").split("'")[0] for w in _TOKEN.findall(text.lower())]
+
+
+def tokenize(text: str) -> list[str]:
+    """Stemmed content tokens: the vocabulary BM25, sentence scoring and the judge share."""
+    kept = [w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+    return list(_stemmer().stemWords(kept))
+
+
+def word_count(text: str) -> int:
+    """Words as white-space separated runs: the unit of the chunk-size bounds."""
+    return len(_WORD.findall(text))
+
+
+def word_spans(text: str, start: int, end: int) -> list[re.Match[str]]:
+    """The white-space separated words of ``text[start:end]``, as matches with offsets."""
+    return list(_WORD.finditer(text, start, end))
+
+
+def normalise(text: str) -> str:
+    """Fold white space, curly quotes and dashes so formatting never decides support."""
+    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    text = text.replace("–", "-").replace("—", "-")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+# --------------------------------------------------------------------------- sentences
+
+_ABBREVIATIONS = {
+    "e.g.", "i.e.", "al.", "etc.", "vs.", "cf.", "c.f.", "dr.", "no.", "fig.", "p.", "pp."
+}
+# Line breaks before bullets, and blank lines, always end a sentence.
+_HARD_BREAK = re.compile(r"\n\s*\n|\n(?=" + BULLET.pattern + ")")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘(\[]?[A-Z0-9])")
+
+
+def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence boundaries inside text[start:end], as trimmed (start, end) offsets of ``text``."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    pieces: list[tuple[int, int]] = []
+    piece_start = start
+    for m in _HARD_BREAK.finditer(text[start:end]):
+        pieces.append((piece_start, start + m.start()))
+        piece_start = start + m.end()
+    pieces.append((piece_start, end))
+    for a, b in pieces:
+        cut = a
+        for m in _SENTENCE_END.finditer(text, a, b):
+            before = text[cut : m.start()].split()
+            last = before[-1].lower() if before else ""
+            if last in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last):
+                continue
+            sentence_end = m.start() + len(m.group(0).rstrip())
+            spans.append((cut, sentence_end))
+            cut = m.end()
+        spans.append((cut, b))
+    out = []
+    for a, b in spans:
+        seg = text[a:b]
+        lead = len(seg) - len(seg.lstrip())
+        trail = len(seg) - len(seg.rstrip())
+        if b - trail > a + lead:
+            out.append((a + lead, b - trail))
+    return out
+
+
+# --------------------------------------------------------------------------- tokens
+
+
+def _bundled_tiktoken_cache() -> Path | None:
+    """llama-index ships tiktoken's cl100k_base file; found without importing llama-index."""
+    spec = importlib.util.find_spec("llama_index.core")
+    if spec is None or not spec.origin:
+        return None
+    cache = Path(spec.origin).parent / "_static" / "tiktoken_cache"
+    return cache if cache.is_dir() else None
+
+
+@functools.lru_cache(maxsize=1)
+def encoding() -> tiktoken.Encoding:
+    """cl100k_base, offline: tiktoken would fetch its BPE file on first use, so it is pointed at
+    the copy llama-index ships, unless the user chose a cache of their own."""
+    cache = _bundled_tiktoken_cache()
+    if cache is not None:
+        # tiktoken's own variable, read by tiktoken; not one of peerqa's settings.
+        os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(cache))
+    return tiktoken.get_encoding("cl100k_base")
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in cl100k_base, the encoding of OpenAI's current models."""
+    return len(encoding().encode(text, disallowed_special=()))

@@ -1,0 +1,86 @@
+"""Extractive answers on the tiny corpus with the fake embedder, and on hand-made hits."""
+
+from __future__ import annotations
+
+from peerqa.answer.extractive import extractive_answer, holds_figure, unknown_names
+from peerqa.answer.question import is_list_question, question_terms
+from peerqa.retrieval import Hit, Vocabulary
+from peerqa.text import sentence_spans, tokenize
+from peerqa.types import Document, Passage
+
+LIMITS = {"max_sentences": 4, "max_list_sentences": 6, "min_coverage": 0.15}
+
+
+def _answer(assistant, question, history=None):
+    r = assistant.retriever
+    terms = question_terms(question, history, r.vocabulary)
+    hits = r.search(terms.query, 6, mentioned=terms.mentioned)
+    return extractive_answer(question, hits, terms, r.vocabulary, **LIMITS)
+
+
+def test_answer__quotes_the_sentence_that_answers_verbatim_with_its_marker(tiny_fake):
+    answer = _answer(tiny_fake, "How often should supervision of peer workers happen?")
+    assert not answer.abstained
+    assert "Supervision should happen at least monthly and include reflective practice. [1]" \
+        in answer.text
+    cited = answer.citations[0]
+    doc = tiny_fake.document(cited.doc_id)
+    assert doc.text[cited.start : cited.end] == cited.text
+    assert any(doc.text[a:b].startswith("Supervision should happen") for a, b in cited.highlights)
+    assert answer.checks.markers_resolve and answer.checks.unsupported_sentences == []
+
+
+def test_answer__abstains_on_a_name_the_corpus_never_uses(tiny_fake):
+    answer = _answer(tiny_fake, "What does the Welsh strategy say about peer workers?")
+    assert answer.abstained and answer.citations == [] and answer.passages
+    assert unknown_names("What does the Welsh strategy say?", tiny_fake.retriever.vocabulary) \
+        == ["Welsh"]
+
+
+def test_answer__abstains_when_a_figure_is_asked_and_none_is_given(tiny_fake):
+    assert _answer(tiny_fake, "What is the cost of supervision?").abstained
+    assert not _answer(tiny_fake, "How many peer workers did the coastal pilot employ?").abstained
+    assert holds_figure("six peer workers") and not holds_figure("in 2019 they met")
+
+
+def test_answer__either_or_question_needs_one_of_its_options(tiny_fake):
+    assert _answer(tiny_fake, "Should supervision be weekly or fortnightly?").abstained
+    assert not _answer(tiny_fake, "Should supervision be weekly or monthly?").abstained
+
+
+def test_follow_up__borrows_the_previous_question(tiny_fake):
+    history = [{"role": "user", "content": "What training do new peer workers complete?"},
+               {"role": "assistant", "content": "A twelve-week course."}]
+    terms = question_terms("And how long does it last?", history, tiny_fake.retriever.vocabulary)
+    assert "What training" in terms.query and "train" in terms.weights
+    assert terms.weights["train"] < terms.weights["last"] * 2  # borrowed words count half
+    assert is_list_question("What are the barriers?") and not is_list_question("Who wrote it?")
+
+
+# -- on hand-made hits: the selection rules alone ---------------------------------------------
+
+
+TEXT = (
+    "Supervision should happen monthly for every peer worker. "
+    "Supervision should happen monthly for each peer worker. "
+    "Peer workers value reflective supervision with a peer supervisor. "
+    "The canteen opens at nine."
+)
+DOC = Document(doc_id="d", title="Guide", text=TEXT, path="d.txt", sha256="x")
+
+
+def _hit() -> Hit:
+    passage = Passage(doc_id="d", title="Guide", section="Supervision", text=TEXT, start=0,
+                      end=len(TEXT), score=1.0, chunk_id="d:0")
+    sentences = tuple((a, b, 0.5) for a, b in sentence_spans(TEXT))
+    return Hit(passage, f"Guide — Supervision\n{TEXT}", sentences)
+
+
+def test_selection__drops_near_duplicates_and_sentences_sharing_no_word():
+    vocab = Vocabulary({"d": DOC}, [tokenize(TEXT), tokenize("other text entirely")])
+    terms = question_terms("How often should peer workers get supervision?", None, vocab)
+    answer = extractive_answer("How often should peer workers get supervision?", [_hit()],
+                               terms, vocab, **LIMITS)
+    assert answer.text.count("Supervision should happen monthly") == 1  # near-duplicate dropped
+    assert "canteen" not in answer.text
+    assert [c.number for c in answer.citations] == [1]
