@@ -156,6 +156,24 @@ def test_catches_absent_term_that_is_present() -> None:
     _one_problem([item], "absent term 'SCOTLAND' occurs in doc-b")
 
 
+def test_expected_coverage__defaults_by_type_and_is_checked() -> None:
+    unans = dict(type="unanswerable", answer="No figure is given.", key_facts=(), evidence=(),
+                 absent_terms=("pension",))
+    assert _item().coverage == "answered" and _item(**unans).coverage == "not_covered"
+    partial = _item(**unans, expected_coverage="partial", missing="a pension figure")
+    assert partial.coverage == "partial" and validate_gold([partial], DOCS) == []
+    _one_problem([_item(expected_coverage="mostly")], "unknown expected_coverage 'mostly'")
+    _one_problem([_item(**unans, expected_coverage="answered")], "expected to be answered")
+
+
+def test_gold_set__holds_near_misses_and_practitioner_questions() -> None:
+    items = load_gold(default_gold_path())
+    unanswerable = [i for i in items if i.type == "unanswerable"]
+    assert len(unanswerable) >= 22 + 60
+    assert sum(i.coverage == "partial" for i in unanswerable) >= 30
+    assert sum(i.type != "unanswerable" for i in items) >= 198 + 80
+
+
 def test_catches_unanswerable_with_evidence_or_key_facts() -> None:
     base = dict(
         type="unanswerable", answer="The documents do not cover this.", absent_terms=("pension",)

@@ -13,6 +13,7 @@ TYPES = ("factoid", "list", "explanatory", "multi-document", "follow-up", "unans
 REQUIRED_FIELDS = ("id", "question", "answer", "key_facts", "evidence", "type")
 ROLES = ("user", "assistant")
 MAX_KEY_FACTS = 4
+COVERAGES = ("answered", "partial", "not_covered")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,19 @@ class GoldItem:
     type: str
     history: tuple[dict[str, str], ...] = ()
     absent_terms: tuple[str, ...] = ()
+    expected_coverage: str = ""
+    """What a good answer says of the documents' coverage: "answered" (the default for an
+    answerable item), "partial" (they discuss the topic but lack what is asked) or "not_covered"
+    (the default for an unanswerable item)."""
+    missing: str = ""
+    """For a partial or not-covered item: what the documents do not give, in a few words."""
+
+    @property
+    def coverage(self) -> str:
+        """The expected coverage, with its default for the item's type."""
+        if self.expected_coverage:
+            return self.expected_coverage
+        return "not_covered" if self.type == "unanswerable" else "answered"
 
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -71,6 +85,13 @@ def _evidence(value: Any, where: str) -> tuple[Evidence, ...]:
     return tuple(out)
 
 
+def _string(obj: dict[str, Any], name: str, where: str) -> str:
+    value = obj.get(name, "")
+    if not isinstance(value, str):
+        raise InputError(f"{where}: {name!r} must be a string")
+    return value
+
+
 def _item(obj: Any, where: str) -> GoldItem:
     if not isinstance(obj, dict):
         raise InputError(f"{where}: each line must be a JSON object, got {type(obj).__name__}")
@@ -92,6 +113,8 @@ def _item(obj: Any, where: str) -> GoldItem:
         type=obj["type"],
         history=tuple(history),
         absent_terms=_strings(obj.get("absent_terms", []), "absent_terms", where),
+        expected_coverage=_string(obj, "expected_coverage", where),
+        missing=_string(obj, "missing", where),
     )
 
 
@@ -139,6 +162,9 @@ def _item_problems(item: GoldItem, documents: dict[str, str]) -> list[str]:
     if any(not fact.strip() for fact in item.key_facts):
         problems.append("empty key fact")
     answerable = item.type != "unanswerable"
+    if item.expected_coverage and item.expected_coverage not in COVERAGES:
+        problems.append(f"unknown expected_coverage {item.expected_coverage!r} "
+                        f"(expected one of {', '.join(COVERAGES)})")
     if answerable:
         if not 1 <= len(item.key_facts) <= MAX_KEY_FACTS:
             problems.append(
@@ -153,6 +179,8 @@ def _item_problems(item: GoldItem, documents: dict[str, str]) -> list[str]:
             problems.append("unanswerable item with evidence (it must have none)")
         if not item.absent_terms:
             problems.append("unanswerable item without absent_terms")
+        if item.coverage == "answered":
+            problems.append("unanswerable item expected to be answered")
     for k, ev in enumerate(item.evidence):
         if ev.doc_id not in documents:
             problems.append(f"evidence[{k}] has unknown doc_id {ev.doc_id!r}")
