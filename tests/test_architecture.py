@@ -15,7 +15,7 @@ PACKAGE = REPO / "src" / "peerqa"
 # Bottom up. A module may import from its own layer or a lower one, never a higher one.
 LAYERS: list[tuple[str, set[str]]] = [
     ("ground", {"errors", "text", "types"}),
-    ("config", {"settings"}),
+    ("config", {"settings", "tuning"}),
     ("ingest", {"corpus", "chunking", "store", "openai_client"}),
     ("models", {"embeddings"}),
     ("index", {"indexing"}),

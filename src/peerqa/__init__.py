@@ -22,17 +22,30 @@ from .errors import (
 )
 from .indexing import IndexInfo
 from .settings import Settings
-from .types import Answer, AnswerChecks, Chunk, Citation, Document, Passage
+from .types import (
+    Answer,
+    AnswerChecks,
+    AnswerPart,
+    Chunk,
+    Citation,
+    Conflict,
+    ConflictSide,
+    Document,
+    Passage,
+)
 
 __all__ = [
     "Answer",
     "AnswerChecks",
+    "AnswerPart",
     "Assistant",
     "BackendAuthError",
     "BackendError",
     "BackendTimeoutError",
     "Chunk",
     "Citation",
+    "Conflict",
+    "ConflictSide",
     "ConfigurationError",
     "Corpus",
     "CorpusError",

@@ -8,6 +8,7 @@ cannot be used, the offline extractive answer stands in (or, with ``strict``, an
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 import time
@@ -34,6 +35,7 @@ from .openai_client import OpenAIBackend
 from .retrieval import Hit, Retriever
 from .settings import Settings, check_k, load_settings
 from .store import ChromaLocation, IndexStore
+from .tuning import Tuning, load_tuning
 from .types import Answer, Chunk, Document, Passage
 
 __all__ = ["Assistant", "IndexInfo", "normalise_history"]
@@ -73,6 +75,7 @@ class Assistant:
         *,
         settings: Settings | None = None,
         embedder: Embedder | None = None,
+        tuning: Tuning | None = None,
         **overrides: Any,
     ) -> None:
         if corpus_dir is not None:
@@ -81,6 +84,7 @@ class Assistant:
             overrides["index_dir"] = Path(index_dir)
         self.settings = load_settings(settings, **overrides)
         self._embedder = embedder
+        self.tuning = tuning if tuning is not None else load_tuning(self.settings.tuning_file)
         self._corpus: Corpus | None = None
         self._retriever: Retriever | None = None
         self._writer: WrittenAnswerer | None = None
@@ -110,6 +114,17 @@ class Assistant:
             if self._embedder is None:
                 self._embedder = get_embedder(self.settings)
             return self._embedder
+
+    def with_tuning(self, tuning: Tuning) -> Assistant:
+        """This assistant with other fitted parameters, sharing its open index (for fitting
+        and cross-validation: nothing is rebuilt)."""
+        retriever = self.retriever
+        other = copy.copy(self)
+        other.tuning = tuning
+        other._lock = threading.RLock()
+        other._writer = None
+        other._retriever = retriever.with_tuning(tuning)
+        return other
 
     @property
     def chunks(self) -> list[Chunk]:
@@ -165,7 +180,7 @@ class Assistant:
                     self.store.open(), self.embedder, {d.doc_id: d for d in self.documents},
                     fusion=s.fusion, bm25_weight=s.bm25_weight, dense_weight=s.dense_weight,
                     sentence_weight=s.sentence_weight, rrf_k=s.rrf_k,
-                    mention_boost=s.mention_boost,
+                    mention_boost=s.mention_boost, tuning=self.tuning,
                 )
             return self._retriever
 

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, PeerQAError
@@ -122,6 +123,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         items = items[: max(args.limit, 0)]
     if not items:
         raise InputError(f"no gold items to evaluate in {source}: check --type and --limit")
+    if args.cv is not None:
+        from .evaluation.cv import cross_validate, format_cv
+
+        cv = cross_validate(assistant, items, k=args.cv, eval_k=args.k, gold=source)
+        print(format_cv(cv))
+        if args.json:
+            json_path = Path(args.json)
+            json_path.write_text(json.dumps({
+                "k": cv.k, "seed": cv.seed, "fitted": cv.fitted, "pooled": cv.pooled,
+                "folds": [run.to_dict() for run in cv.runs]}, indent=2) + "\n", encoding="utf-8")
+            print(f"per-fold results: {args.json}", file=sys.stderr)
+        return 0
     run = run_eval(assistant, items, k=args.k, compare=args.compare, progress=not args.quiet,
                    gold=source)
     print(format_table(run))
@@ -130,6 +143,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"per-item results: {args.json}", file=sys.stderr)
     if args.report:
         print(f"report: {write_report(run, args.report)}", file=sys.stderr)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .evaluation import load_gold_items
+    from .evaluation.fitting import fit_all
+    from .tuning import SHIPPED
+
+    assistant = _assistant(args)
+    _ensure_index(assistant, args)
+    items, source = load_gold_items(args.gold)
+    tuning = fit_all(assistant, items, fitted_on=f"{Path(source).name}: {len(items)} items")
+    out = tuning.save(args.out or SHIPPED)
+    print(f"Fitted {', '.join(sorted(tuning.sections)) or 'nothing'} on {len(items)} gold "
+          f"items; wrote {out}")
     return 0
 
 
@@ -188,7 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", choices=TYPES, help="only the items of this type")
     p.add_argument("--limit", type=int, metavar="N", help="only the first N items")
     p.add_argument("--mode", choices=["extractive", "openai"], help="answer mode")
+    p.add_argument("--cv", type=int, metavar="K",
+                   help="cross-validate what is fitted on the gold set: fit on K-1 folds, score "
+                        "the held-out fold, K times (folds by item, fixed seed)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("tune", help="fit the tunable parts on the gold set and save them")
+    p.add_argument("--corpus", metavar="DIR", help="folder of documents (env PEERQA_CORPUS_DIR)")
+    p.add_argument("--index-dir", metavar="DIR", help="where the index lives "
+                   "(env PEERQA_INDEX_DIR)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--gold", metavar="FILE", help="gold JSONL file (default: evals/gold.jsonl)")
+    p.add_argument("--out", metavar="FILE",
+                   help="where to write the tuning (default: the one peerqa ships)")
+    p.set_defaults(func=cmd_tune)
     return parser
 
 

@@ -15,6 +15,7 @@ the corpus uses it, which documents a text names), so that answerers never see t
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from .chunking import indexed_text
 from .embeddings import Embedder
 from .store import Generation
 from .text import sentence_spans, tokenize, words
+from .tuning import Tuning
 from .types import Chunk, Document, Passage
 
 DEPTH = 1000
@@ -171,6 +173,7 @@ class Retriever:
         sentence_weight: float,
         rrf_k: int,
         mention_boost: float,
+        tuning: Tuning,
         depth: int = DEPTH,
     ) -> None:
         if fusion not in FUSIONS:
@@ -182,6 +185,7 @@ class Retriever:
         self.fusion = fusion
         self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
         self.mention_boost = mention_boost
+        self.tuning = tuning
         self.depth = depth
         self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
         self._indexed = [self._indexed_text(c) for c in self.chunks]
@@ -199,6 +203,12 @@ class Retriever:
         self._bm25_vocab = self._bm25.vocab_dict
         self._doc_of = np.array([c.doc_id for c in self.chunks])
         self.vocabulary = Vocabulary(documents, corpus_tokens)
+
+    def with_tuning(self, tuning: Tuning) -> Retriever:
+        """The same index searched with other fitted parameters (shares every array)."""
+        view = copy.copy(self)
+        view.tuning = tuning
+        return view
 
     def _indexed_text(self, chunk: Chunk) -> str:
         doc = self.documents.get(chunk.doc_id)

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         description="Use a Chroma server (`chroma run`) at this host instead of embedded Chroma.",
     )
     chroma_port: int = Field(8000, description="Port of the Chroma server.")
+    tuning_file: Path | None = Field(
+        None,
+        description="Parameters fitted on the gold set (`peerqa tune`); default: the shipped ones.",
+    )
 
     # Chunking
     chunk_target_words: int = Field(110, ge=20, description="Chunks grow to about this many words.")

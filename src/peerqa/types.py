@@ -48,7 +48,12 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    """A chunk returned by a search, with its document's title and a fused relevance score."""
+    """A chunk returned by a search, with its document's title and how relevant it is.
+
+    ``score`` is the ranking's own number (comparable within one search only); ``relevance``
+    is a probability-like 0..1 figure that means the same across questions (None where no
+    calibration applies). ``page`` is the 1-based page of a paged source (PDF), where known.
+    """
 
     doc_id: str
     title: str
@@ -59,6 +64,8 @@ class Passage:
     score: float
     chunk_id: str = ""
     year: int | None = None
+    relevance: float | None = None
+    page: int | None = None
 
     @property
     def year_label(self) -> str:
@@ -84,8 +91,8 @@ class Citation(Passage):
         p = passage
         return cls(
             doc_id=p.doc_id, title=p.title, section=p.section, text=p.text, start=p.start,
-            end=p.end, score=p.score, chunk_id=p.chunk_id, year=p.year,
-            number=number, highlights=highlights,
+            end=p.end, score=p.score, chunk_id=p.chunk_id, year=p.year, relevance=p.relevance,
+            page=p.page, number=number, highlights=highlights,
         )
 
 
@@ -125,9 +132,58 @@ class AnswerChecks:
     backend_error: str | None = None  # the error's class name
 
 
+COVERAGES = ("answered", "partial", "not_covered")
+"""What an answer says of the documents: they answer it, answer part of it, or do not cover it."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerPart:
+    """One block of an answer, in order: a verbatim quote, or words peerqa writes itself.
+
+    ``kind`` is "quote" (a sentence quoted verbatim, ``numbers`` its [n] markers), or one of
+    peerqa's own: "lead" (an attribution line such as "**Iriss Insight (2016)** says:", or the
+    line naming what is missing), "note". Faces show peerqa's own words visibly apart from quotes.
+    """
+
+    kind: str
+    text: str
+    numbers: tuple[int, ...] = ()
+    bullet: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictSide:
+    """One side of a disagreement: a quoted sentence, its source and what it states."""
+
+    number: int
+    """The citation the quote belongs to."""
+    quote: str
+    start: int
+    end: int
+    """Document offsets of the quoted sentence."""
+    value: str
+    """The figure or finding as the sentence states it ("around 37")."""
+    as_of: str = ""
+    """The date the figure refers to, where the text gives one ("2012")."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """Cited evidence that differs on one point, each side with its quote and source."""
+
+    point: str
+    """What the sources differ on, in peerqa's words ("paid peer posts in Scotland")."""
+    sides: tuple[ConflictSide, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """An answer: sentences with [n] markers, the citations they resolve to, and how it was made."""
+    """An answer: sentences with [n] markers, the citations they resolve to, and how it was made.
+
+    ``coverage`` is "answered", "partial" (``missing`` names what the documents do not give) or
+    "not_covered" (then ``abstained`` is true and ``passages`` holds the closest material, never
+    presented as an answer). ``parts`` is the text's structure where the answerer gives one.
+    """
 
     question: str
     text: str
@@ -138,6 +194,18 @@ class Answer:
     notices: list[str] = field(default_factory=list)
     checks: AnswerChecks = field(default_factory=AnswerChecks)
     retrieval_query: str = ""
+    coverage: str = ""
+    missing: str = ""
+    conflicts: list[Conflict] = field(default_factory=list)
+    parts: list[AnswerPart] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.coverage:  # the default follows abstained
+            object.__setattr__(self, "coverage", "not_covered" if self.abstained else "answered")
+        if self.coverage not in COVERAGES:
+            raise ValueError(f"coverage must be one of {COVERAGES}, not {self.coverage!r}")
+        if (self.coverage == "not_covered") != self.abstained:
+            raise ValueError("abstained must be true exactly when coverage is 'not_covered'")
 
     @property
     def closest(self) -> list[Passage]:
