@@ -170,3 +170,74 @@ def get(app: RunningApp, path: str, method: str = "GET") -> tuple[int, bytes]:
         return response.status, response.read()
     finally:
         conn.close()
+
+
+# -- PDF and Word files, written at test time --------------------------------------------------
+
+def _pdf_string(text: str) -> str:
+    return "(" + text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ")"
+
+
+def write_pdf(path: Path, pages: Sequence[Sequence[str]], title: str | None = None) -> Path:
+    """A PDF written by hand: each page's lines in Helvetica (a text layer pypdf can read); a
+    page given no lines gets a drawn rectangle only, as a scanned page has no text."""
+    objects: list[bytes] = []
+
+    def add(body: str | bytes) -> int:
+        objects.append(body.encode("latin-1") if isinstance(body, str) else body)
+        return len(objects)
+
+    catalog = add("")  # filled in below, once the page tree's number is known
+    font = add("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
+    kids = []
+    tree = len(objects) + 1 + 2 * len(pages)
+    for lines in pages:
+        if lines:
+            ops = "BT /F1 11 Tf 14 TL 72 740 Td " + " ".join(
+                f"{_pdf_string(line)} Tj T*" for line in lines) + " ET"
+        else:
+            ops = "0.2 g 72 72 400 600 re f"
+        stream = ops.encode("latin-1")
+        content = add(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        kids.append(add(f"<< /Type /Page /Parent {tree} 0 R /MediaBox [0 0 612 792] "
+                        f"/Resources << /Font << /F1 {font} 0 R >> >> /Contents {content} 0 R >>"))
+    assert add(f"<< /Type /Pages /Kids [{' '.join(f'{k} 0 R' for k in kids)}] "
+               f"/Count {len(kids)} >>") == tree
+    objects[catalog - 1] = f"<< /Type /Catalog /Pages {tree} 0 R >>".encode()
+    info = add(f"<< /Title {_pdf_string(title)} >>") if title else None
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    trailer = f"<< /Size {len(objects) + 1} /Root {catalog} 0 R"
+    trailer += f" /Info {info} 0 R >>" if info else " >>"
+    out += b"trailer\n" + trailer.encode() + b"\nstartxref\n%d\n%%%%EOF\n" % xref
+    path.write_bytes(bytes(out))
+    return path
+
+
+def write_docx(path: Path, blocks: Sequence[tuple[str, str]], title: str | None = None) -> Path:
+    """A Word file written with python-docx: ("heading1"/"heading2", text), ("para", text) or
+    ("table", "a|b;c|d") blocks in order."""
+    import docx
+
+    document = docx.Document()
+    if title is not None:
+        document.core_properties.title = title
+    for kind, text in blocks:
+        if kind.startswith("heading"):
+            document.add_heading(text, level=int(kind[-1]))
+        elif kind == "table":
+            rows = [r.split("|") for r in text.split(";")]
+            table = document.add_table(rows=len(rows), cols=len(rows[0]))
+            for i, row in enumerate(rows):
+                for j, cell in enumerate(row):
+                    table.cell(i, j).text = cell
+        else:
+            document.add_paragraph(text)
+    document.save(str(path))
+    return path

@@ -54,7 +54,7 @@ def test_load__bad_files_are_skipped_with_reasons(tiny_corpus):
     (tiny_corpus / "blank.txt").write_text("  \n\t\n")
     (tiny_corpus / "zz-copy.md").write_bytes((tiny_corpus / "training-guide.md").read_bytes())
     (tiny_corpus / "dangling.txt").symlink_to(tiny_corpus / "missing-target.txt")
-    (tiny_corpus / "notes.pdf").write_bytes(b"%PDF-1.4")
+    (tiny_corpus / "notes.xlsx").write_bytes(b"PK\x03\x04")
     corpus = load_corpus(tiny_corpus)
     reasons = {s.path: s.reason for s in corpus.skipped}
     assert "binary" in reasons["binary.txt"]
@@ -63,7 +63,7 @@ def test_load__bad_files_are_skipped_with_reasons(tiny_corpus):
     assert reasons["blank.txt"] == "empty file"
     assert "duplicate of" in reasons["zz-copy.md"]
     assert "unreadable" in reasons["dangling.txt"]
-    assert "not a .txt or .md" in reasons["notes.pdf"]
+    assert reasons["notes.xlsx"] == "not a .txt, .md, .pdf or .docx file"
     assert len(corpus.documents) == 3
 
 

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .answer.extractive import extractive_answer
 from .answer.judge import text_pieces
@@ -33,10 +33,14 @@ from .errors import IndexNotFoundError, InputError
 from .indexing import Indexer, IndexInfo, Progress
 from .openai_client import OpenAIBackend
 from .retrieval import Hit, Retriever
-from .settings import Settings, check_k, load_settings
+from .settings import Settings, check_k, documents_index_dir, load_settings
 from .store import ChromaLocation, IndexStore
 from .tuning import Tuning, load_tuning
 from .types import Answer, Chunk, Document, Passage
+
+if TYPE_CHECKING:
+    from llama_index.core.base.base_query_engine import BaseQueryEngine
+    from llama_index.core.retrievers import BaseRetriever
 
 __all__ = ["Assistant", "IndexInfo", "normalise_history"]
 
@@ -93,6 +97,40 @@ class Assistant:
             self.settings.resolved_index_dir,
             ChromaLocation(self.settings.chroma_host, self.settings.chroma_port),
         )
+
+    # -- llama-index ---------------------------------------------------------------------
+    # Shortcuts to the llama-index face (peerqa.llama_index). It is imported inside these
+    # methods only, so that importing peerqa never pays for importing llama-index.
+
+    @classmethod
+    def from_documents(
+        cls, documents: Sequence[Any], index_dir: str | Path | None = None, **kwargs: Any
+    ) -> Assistant:
+        """An assistant over llama-index ``Document``s (e.g. from ``SimpleDirectoryReader``),
+        their text kept verbatim for citations; the index defaults to a cache folder named
+        after the documents' ids."""
+        from .llama_index import corpus_from_documents, documents_key
+
+        corpus = corpus_from_documents(documents)
+        if index_dir is None:
+            index_dir = documents_index_dir(documents_key(corpus))
+        assistant = cls(index_dir=index_dir, **kwargs)
+        assistant._corpus = corpus
+        return assistant
+
+    def as_retriever(self, **kwargs: Any) -> BaseRetriever:
+        """This assistant's search as a llama-index retriever, a ``PeerQARetriever``
+        (``k``, ``doc_ids``)."""
+        from .llama_index import PeerQARetriever
+
+        return PeerQARetriever(self, **kwargs)
+
+    def as_query_engine(self, **kwargs: Any) -> BaseQueryEngine:
+        """This assistant's cited answers as a llama-index query engine, a
+        ``PeerQAQueryEngine`` (``k``, ``doc_ids``)."""
+        from .llama_index import PeerQAQueryEngine
+
+        return PeerQAQueryEngine(self, **kwargs)
 
     # -- corpus and index ---------------------------------------------------------------
 

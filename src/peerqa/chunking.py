@@ -5,7 +5,8 @@ section path: Markdown ``#`` headings, or, in a document without them, short tit
 standing alone. Headings repeated three or more times are page furniture (running headers),
 not sections. In an annotated bibliography each ``[Title](link)`` entry starts a unit of its
 own. Paragraphs of one unit are packed into chunks of about ``target_words``, never more than
-``max_words``; an oversized paragraph is cut at sentence boundaries. Every chunk satisfies
+``max_words``; an oversized paragraph is cut at sentence boundaries. In a paged source (PDF) a
+chunk never crosses a page break, so a passage's page is exact. Every chunk satisfies
 ``text[start:end] == chunk.text``.
 """
 
@@ -61,6 +62,21 @@ def paragraphs(text: str) -> list[Paragraph]:
     return out
 
 
+def on_pages(doc: Document, paras: list[Paragraph]) -> list[Paragraph]:
+    """Paragraphs cut where a page of a paged source begins (unchanged for other documents)."""
+    if len(doc.page_starts) < 2:
+        return paras
+    out: list[Paragraph] = []
+    for par in paras:
+        cuts = [s for s in doc.page_starts if par.start < s < par.end]
+        for a, b in zip([par.start, *cuts], [*cuts, par.end], strict=True):
+            seg = doc.text[a:b]
+            a, b = a + len(seg) - len(seg.lstrip()), b - (len(seg) - len(seg.rstrip()))
+            if b > a:
+                out.append(Paragraph(a, b, doc.text[a:b]))
+    return out
+
+
 def clean_heading(raw: str) -> str:
     """A heading's words without Markdown marks: '### **[Title](#)**' -> 'Title'."""
     title = re.sub("^" + HEADING_MARK.pattern, "", raw.strip())
@@ -110,7 +126,7 @@ def _is_entry(par: Paragraph) -> str | None:
 
 def _units(doc: Document) -> Iterator[tuple[str, list[Paragraph]]]:
     """(section path, paragraphs) for each section or bibliography entry, in document order."""
-    paras = paragraphs(doc.text)
+    paras = on_pages(doc, paragraphs(doc.text))
     heads = _headings(paras)
     path: list[Heading] = []
     title_skipped = False
@@ -208,7 +224,7 @@ def chunk_document(doc: Document, *, target_words: int, max_words: int) -> list[
             fits = words + n <= target_words or (
                 words < target_words // 2 and words + n <= max_words
             )
-            if groups and fits:
+            if groups and fits and doc.page_at(p.start) == doc.page_at(groups[-1][0].start):
                 groups[-1].append(p)
                 words += n
             else:
@@ -218,7 +234,8 @@ def chunk_document(doc: Document, *, target_words: int, max_words: int) -> list[
         if len(groups) > 1:
             tail = sum(word_count(p.text) for p in groups[-1])
             prev = sum(word_count(p.text) for p in groups[-2])
-            if tail < 25 and tail + prev <= max_words:
+            same_page = doc.page_at(groups[-1][0].start) == doc.page_at(groups[-2][0].start)
+            if tail < 25 and tail + prev <= max_words and same_page:
                 groups[-2].extend(groups.pop())
         for group in groups:
             start, end = group[0].start, group[-1].end

@@ -9,11 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import readers
 from .errors import CorpusError, CorpusNotFoundError
 from .text import HEADING
 from .types import Document
 
-SUFFIXES = (".txt", ".md")
+TEXT_SUFFIXES = (".txt", ".md")
+SUFFIXES = (*TEXT_SUFFIXES, *readers.SUFFIXES)
+KINDS = ".txt, .md, .pdf or .docx"
 MANIFEST = "manifest.json"
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
@@ -98,17 +101,27 @@ def read_text(path: Path) -> str:
     return text
 
 
+def read_file(path: Path) -> readers.Extracted:
+    """The text peerqa stores for one file: a text file as it is, a PDF or Word file extracted."""
+    if path.suffix.lower() in readers.SUFFIXES:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise CorpusError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        return readers.read_document(path)
+    return readers.Extracted(read_text(path))
+
+
 def load_corpus(directory: str | Path) -> Corpus:
-    """Read every .txt and .md file of ``directory``; skip unusable ones with a reason."""
+    """Read every .txt, .md, .pdf and .docx file of ``directory``; skip unusable ones with a
+    reason."""
     directory = Path(directory).expanduser()
     if not directory.exists():
         raise CorpusNotFoundError(
             f"corpus folder {directory} does not exist: create it or point "
-            "PEERQA_CORPUS_DIR (or --corpus) at a folder of .txt/.md files"
+            f"PEERQA_CORPUS_DIR (or --corpus) at a folder of {KINDS} files"
         )
     if not directory.is_dir():
         raise CorpusError(
-            f"{directory} is not a folder: point the corpus at a folder of .txt/.md files"
+            f"{directory} is not a folder: point the corpus at a folder of {KINDS} files"
         )
     manifest = _read_manifest(directory)
     documents: list[Document] = []
@@ -120,13 +133,15 @@ def load_corpus(directory: str | Path) -> Corpus:
         if path.is_dir():
             continue
         try:
-            text = read_text(path)
+            extracted = read_file(path)
         except CorpusError as e:
             skipped.append(Skipped(path.name, str(e)))
             continue
         except OSError as e:
             skipped.append(Skipped(path.name, f"unreadable: {e.strerror or e}"))
             continue
+        text = extracted.text
+        # The hash of the stored text: a PDF or Word file whose text changes is re-indexed.
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if digest in seen_hash:
             skipped.append(Skipped(path.name, f"duplicate of {seen_hash[digest]}"))
@@ -138,7 +153,7 @@ def load_corpus(directory: str | Path) -> Corpus:
             continue
         seen_hash[digest] = path.name
         seen_ids.add(doc_id)
-        title = str(meta.get("title") or _title_from_text(text, path))
+        title = str(meta.get("title") or extracted.title or _title_from_text(text, path))
         documents.append(
             Document(
                 doc_id=doc_id,
@@ -155,6 +170,7 @@ def load_corpus(directory: str | Path) -> Corpus:
                 url=meta.get("url"),
                 keywords=tuple(str(k) for k in meta.get("keywords") or ()),
                 aliases=tuple(str(k) for k in meta.get("aliases") or ()),
+                page_starts=extracted.page_starts,
             )
         )
     ignored = sorted(
@@ -162,11 +178,11 @@ def load_corpus(directory: str | Path) -> Corpus:
         if p.is_file() and p.suffix.lower() not in SUFFIXES and p.name != MANIFEST
         and not p.name.startswith(".")
     )
-    skipped.extend(Skipped(name, "not a .txt or .md file") for name in ignored)
+    skipped.extend(Skipped(name, f"not a {KINDS} file") for name in ignored)
     if not documents:
-        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or "no .txt or .md files"
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or f"no {KINDS} files"
         raise CorpusError(
             f"corpus folder {directory} has no usable document ({reasons}): "
-            "add UTF-8 .txt or .md files"
+            "add UTF-8 .txt or .md files, or PDF and Word (.docx) files with a text layer"
         )
     return Corpus(directory=directory, documents=tuple(documents), skipped=tuple(skipped))

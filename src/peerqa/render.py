@@ -44,6 +44,12 @@ def md_text(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
+def location(item: Passage) -> str:
+    """Where a passage is: its page in a paged source (PDF), then its character offsets."""
+    page = f"page {item.page}, " if item.page is not None else ""
+    return f"{page}characters {item.start}–{item.end}"
+
+
 def _section(section: str) -> str:
     return " › ".join(p.strip() for p in section.split(" > ") if p.strip()) or "untitled section"
 
@@ -148,7 +154,7 @@ def _source_card(
         f'<span class="pq-section">{section}</span>'
         f'<span class="pq-preview">“{preview}”</span></summary>'
         + passage_html(item.text, item.start, item.end, highlights, document)
-        + f'<div class="pq-loc">{doc_name} · characters {item.start}–{item.end}</div>'
+        + f'<div class="pq-loc">{doc_name} · {html_text(location(item))}</div>'
         "</details>"
     )
 
@@ -248,7 +254,7 @@ def _source_md(
     return [
         f"**{label}** {md_text(item.title)} ({year_label(item.year)}) — "
         f"{md_text(_section(item.section))}  ",
-        f"{md_text(item.doc_id)}, characters {item.start}–{item.end}",
+        f"{md_text(item.doc_id)}, {location(item)}",
         "",
         _quote_md(item.text, item.start, highlights),
         "",
@@ -320,7 +326,7 @@ def _source_lines(label: str, item: Citation | Passage, quote: str) -> list[str]
     return [
         f"  {label} {item.title} ({item.year_label}) — {_section_label(item.section)}",
         _wrap(f'"{quote}"', "      "),
-        f"      [{item.doc_id}, characters {item.start}–{item.end}]",
+        f"      [{item.doc_id}, {location(item)}]",
     ]
 
 
@@ -352,7 +358,7 @@ def format_passage(rank: int, p: Passage) -> str:
     return "\n".join([
         f"{rank}. {p.title} ({p.year_label}) — {_section_label(p.section)}  [score {p.score:.4f}]",
         _wrap(p.text, "   "),
-        f"   [{p.doc_id}, characters {p.start}–{p.end}]",
+        f"   [{p.doc_id}, {location(p)}]",
         "",
     ])
 

@@ -282,6 +282,7 @@ class Retriever:
             score=round(score, 6),
             chunk_id=c.chunk_id,
             year=doc.year if doc else None,
+            page=doc.page_at(c.start) if doc else None,
         )
         return Hit(passage, self._indexed[i], self._sentences_of(i, c, sims))
 

@@ -34,6 +34,11 @@ def _cache_root() -> Path:
     return Path(base) / "peerqa"
 
 
+def documents_index_dir(key: str) -> Path:
+    """The default index folder of documents given in code (``Assistant.from_documents``)."""
+    return _cache_root() / f"documents-{key}"
+
+
 class Settings(BaseSettings):
     """peerqa's settings. Each field reads ``PEERQA_<NAME>`` from the environment."""
 
@@ -43,7 +48,8 @@ class Settings(BaseSettings):
 
     # Corpus and index
     corpus_dir: Path | None = Field(
-        None, description="Folder of .txt/.md documents to index; default: the bundled corpus."
+        None,
+        description="Folder of .txt/.md/.pdf/.docx files to index; default: the bundled corpus.",
     )
     index_dir: Path | None = Field(
         None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from bisect import bisect_right
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from .text import year_label
 
@@ -25,11 +27,19 @@ class Document:
     url: str | None = None
     keywords: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    page_starts: tuple[int, ...] = ()
+    """For a paged source (PDF): the offset in ``text`` where each page begins, page 1 first."""
 
     @property
     def year_label(self) -> str:
         """The year for a reference line: the year, or 'n.d.' for an undated document."""
         return year_label(self.year)
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding character ``offset`` of a paged source; None if unpaged."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect_right(self.page_starts, offset))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +81,20 @@ class Passage:
     def year_label(self) -> str:
         return year_label(self.year)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The passage as JSON-ready data, the fields a program cites by first."""
+        return _ordered(asdict(self), PASSAGE_KEYS)
+
+
+PASSAGE_KEYS = ("doc_id", "title", "section", "year", "page", "text", "start", "end",
+                "relevance")
+"""The fields of a passage or citation in structured output, in order; the rest follow."""
+
+
+def _ordered(data: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with the ``first`` keys leading, in that order, and every other key after."""
+    return {**{k: data[k] for k in first if k in data}, **data}
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Citation(Passage):
@@ -94,6 +118,12 @@ class Citation(Passage):
             end=p.end, score=p.score, chunk_id=p.chunk_id, year=p.year, relevance=p.relevance,
             page=p.page, number=number, highlights=highlights,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The citation as JSON-ready data: its number, then the passage's fields."""
+        data = _ordered(asdict(self), ("number", *PASSAGE_KEYS))
+        data["highlights"] = [list(h) for h in self.highlights]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,3 +241,20 @@ class Answer:
     def closest(self) -> list[Passage]:
         """The nearest passages shown when the answer abstains (empty otherwise)."""
         return list(self.passages) if self.abstained else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer as JSON-ready data: text, coverage, missing, citations, conflicts, then
+        every other field (for Markdown, ``peerqa.render.answer_markdown(answer)``)."""
+        out: dict[str, Any] = {
+            "text": self.text,
+            "coverage": self.coverage,
+            "missing": self.missing,
+            "citations": [c.to_dict() for c in self.citations],
+            "conflicts": [asdict(c) for c in self.conflicts],
+        }
+        plain = asdict(self)
+        for f in fields(self):
+            if f.name not in out:
+                out[f.name] = plain[f.name]
+        out["passages"] = [p.to_dict() for p in self.passages]
+        return out

@@ -96,41 +96,6 @@ class BM25Baseline:
         ]
 
 
-def llama_embedding(embedder: Embedder) -> Any:
-    """A llama-index ``BaseEmbedding`` around a peerqa embedder (the same model, no Settings)."""
-    from llama_index.core.base.embeddings.base import BaseEmbedding
-    from pydantic import PrivateAttr
-
-    class PeerQAEmbedding(BaseEmbedding):
-        """llama-index's view of peerqa's local encoder; query vectors are cached."""
-
-        _embedder: Any = PrivateAttr()
-        _queries: dict[str, list[float]] = PrivateAttr(default_factory=dict)
-
-        def __init__(self, embedder: Any, **kwargs: Any) -> None:
-            super().__init__(model_name=embedder.name, embed_batch_size=64, **kwargs)
-            self._embedder = embedder
-            self._queries = {}
-
-        def _get_query_embedding(self, query: str) -> list[float]:
-            if query not in self._queries:
-                self._queries[query] = self._embedder.embed_query(query).tolist()
-            return self._queries[query]
-
-        async def _aget_query_embedding(self, query: str) -> list[float]:
-            return self._get_query_embedding(query)
-
-        def _get_text_embedding(self, text: str) -> list[float]:
-            vector: list[float] = self._embedder.embed_documents([text])[0].tolist()
-            return vector
-
-        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-            vectors: list[list[float]] = self._embedder.embed_documents(texts).tolist()
-            return vectors
-
-    return PeerQAEmbedding(embedder)
-
-
 class LlamaIndexBaseline:
     """A plain llama-index pipeline: VectorStoreIndex, default SentenceSplitter, peerqa's model."""
 
@@ -140,10 +105,12 @@ class LlamaIndexBaseline:
         from llama_index.core import VectorStoreIndex
         from llama_index.core.node_parser import SentenceSplitter
 
+        from ..llama_index import PeerQAEmbedding  # the face that wraps llama-index
+
         self.texts = {d.doc_id: d.text for d in documents}
         docs = [LlamaDocument(text=d.text, id_=d.doc_id) for d in documents]
         self.index = VectorStoreIndex.from_documents(
-            docs, embed_model=llama_embedding(embedder), transformations=[SentenceSplitter()],
+            docs, embed_model=PeerQAEmbedding(embedder), transformations=[SentenceSplitter()],
             show_progress=False,
         )
         self._retrievers: dict[int, Any] = {}
