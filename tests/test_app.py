@@ -283,9 +283,22 @@ def test_api__too_long_question_gets_a_clear_message(app):
 
 
 @pytest.mark.server
-def test_api__only_the_ask_endpoint_is_offered(app):
+def test_api__ask_json_gives_the_answer_as_data(app, assistant: Assistant):
+    data = client(app).predict(ANSWERABLE, api_name="/ask_json")
+    expected = assistant.ask(ANSWERABLE)
+    assert data == expected.to_dict()
+    assert list(data)[:5] == ["text", "coverage", "missing", "citations", "conflicts"]
+    assert {"number", "doc_id", "title", "section", "year", "page", "text", "start", "end",
+            "relevance"} <= set(data["citations"][0])
+    outside = client(app).predict(OUTSIDE, None, ["hee-evidence-brief"], api_name="/ask_json")
+    assert outside["coverage"] == "not_covered" and outside["citations"] == []
+    assert {p["doc_id"] for p in outside["passages"]} == {"hee-evidence-brief"}
+
+
+@pytest.mark.server
+def test_api__only_the_ask_endpoints_are_offered(app):
     assert list(client(app).view_api(return_format="dict", print_info=False)
-                ["named_endpoints"]) == ["/ask"]
+                ["named_endpoints"]) == ["/ask", "/ask_json"]
 
 
 def _traversals(index_db: Path) -> list[str]:

@@ -188,6 +188,23 @@ class Handlers:
         finally:
             self.slots.release()
 
+    def _ask(
+        self, question: str, history: list[dict[str, Any]] | None, documents: list[str] | None
+    ) -> Answer | None:
+        """The answer, or None when no answer slot frees up; failures become gr.Error."""
+        gr = self._gr
+        if not self.slots.acquire():
+            return None
+        try:
+            return self.assistant.ask(question, history=history, doc_ids=documents or None)
+        except PeerQAError as e:
+            raise gr.Error(friendly_error(e), print_exception=False) from None
+        except Exception as e:
+            _log(e)
+            raise gr.Error(friendly_error(e), print_exception=False) from None
+        finally:
+            self.slots.release()
+
     def ask(
         self,
         question: str,
@@ -199,19 +216,26 @@ class Handlers:
         history: earlier turns as [{"role": "user"|"assistant", "content": "..."}], oldest first.
         documents: document ids to search (default: all).
         """
-        gr = self._gr
-        if not self.slots.acquire():
-            return BUSY_MESSAGE + "\n"
-        try:
-            answer = self.assistant.ask(question, history=history, doc_ids=documents or None)
-        except PeerQAError as e:
-            raise gr.Error(friendly_error(e), print_exception=False) from None
-        except Exception as e:
-            _log(e)
-            raise gr.Error(friendly_error(e), print_exception=False) from None
-        finally:
-            self.slots.release()
-        return answer_markdown(answer)
+        answer = self._ask(question, history, documents)
+        return BUSY_MESSAGE + "\n" if answer is None else answer_markdown(answer)
+
+    def ask_json(
+        self,
+        question: str,
+        history: list[dict[str, Any]] | None = None,
+        documents: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Answer a question from the documents, as data: text, coverage, missing, citations
+        [{number, doc_id, title, section, year, page, text, start, end, relevance, ...}],
+        conflicts, then the answer's other fields (what Answer.to_dict() gives).
+
+        history: earlier turns as [{"role": "user"|"assistant", "content": "..."}], oldest first.
+        documents: document ids to search (default: all).
+        """
+        answer = self._ask(question, history, documents)
+        if answer is None:
+            return {"error": BUSY_MESSAGE, "hint": "ask again in a moment"}
+        return answer.to_dict()
 
     @staticmethod
     def new_conversation() -> tuple[list[Any], list[Any], str, str]:
@@ -337,6 +361,8 @@ def build_app(
                    queue=False)
         download.click(None, inputs=[export], js=DOWNLOAD_JS, api_visibility="private")
         gr.api(on.ask, api_name="ask", concurrency_id="answers")  # type: ignore[attr-defined]
+        gr.api(on.ask_json, api_name="ask_json",  # type: ignore[attr-defined]
+               concurrency_id="answers")
     app: gr.Blocks = blocks
     return app
 

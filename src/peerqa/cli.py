@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import InputError, PeerQAError
+from .errors import ConfigurationError, CorpusError, InputError, PeerQAError
 from .render import ProgressBar, format_answer, format_passage
 
 if TYPE_CHECKING:
@@ -19,6 +19,51 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+"""Bad input: a question, an argument, a setting, a corpus folder that is missing or unusable."""
+USAGE_ERRORS = (InputError, ConfigurationError, CorpusError)
+HINTS: dict[type[PeerQAError], str] = {
+    InputError: "check the command's arguments: peerqa COMMAND --help",
+    ConfigurationError: "check the PEERQA_ settings (the README's settings table lists them)",
+    CorpusError: "point --corpus at a folder of .txt, .md, .pdf or .docx files",
+}
+
+
+def hint(error: BaseException) -> str:
+    """What to do about an error: the clause after its last ': ' (every message ends with how
+    to fix it), else a general hint for its kind."""
+    message = str(error)
+    if ": " in message:
+        return message.rsplit(": ", 1)[1]
+    for kind, text in HINTS.items():
+        if isinstance(error, kind):
+            return text
+    return "see the message"
+
+
+def report_error(message: str, fix: str, as_json: bool) -> None:
+    """One error on stderr: a line for people, or {"error", "hint"} with --json."""
+    if as_json:
+        print(json.dumps({"error": message, "hint": fix}, ensure_ascii=False), file=sys.stderr)
+    else:
+        print(f"peerqa: error: {message}", file=sys.stderr)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse; in its JSONErrorsParser form, usage errors are JSON on stderr."""
+
+    json_errors = False
+
+    def error(self, message: str) -> NoReturn:
+        if not self.json_errors:
+            super().error(message)
+        report_error(message, f"see {self.prog} --help", as_json=True)
+        raise SystemExit(EXIT_USAGE)
+
+
+class JSONErrorsParser(Parser):
+    """The parser when --json was given."""
+
+    json_errors = True
 
 
 def _assistant(args: argparse.Namespace) -> Assistant:
@@ -64,7 +109,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_k(k: int | None) -> None:
+    """A bad -k is reported before any index work."""
+    from .settings import check_k
+
+    if k is not None:
+        check_k(k)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
+    _check_k(args.k)
     assistant = _assistant(args)
     _ensure_index(assistant, args)
     history = None
@@ -78,18 +132,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
         args.question, history=history, doc_ids=_doc_filter(args.docs), k=args.k
     )
     if args.json:
-        print(json.dumps(asdict(answer), indent=2, ensure_ascii=False))
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     else:
         print(format_answer(answer, color=sys.stdout.isatty()))
     return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    _check_k(args.k)
     assistant = _assistant(args)
     _ensure_index(assistant, args)
     passages = assistant.search(args.query, k=args.k, doc_ids=_doc_filter(args.docs))
     if args.json:
-        print(json.dumps([asdict(p) for p in passages], indent=2, ensure_ascii=False))
+        print(json.dumps([p.to_dict() for p in passages], indent=2, ensure_ascii=False))
         return 0
     for i, p in enumerate(passages, 1):
         print(format_passage(i, p))
@@ -111,12 +166,54 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval_validate(args: argparse.Namespace) -> int:
+    from .evaluation.gold import check_gold_file
+
+    assistant = _assistant(args)
+    documents = {d.doc_id: d.text for d in assistant.documents}
+    items, problems = check_gold_file(args.file, documents)
+    where = assistant.corpus.directory
+    if args.json:
+        print(json.dumps({"file": args.file, "corpus": str(where), "items": len(items),
+                          "valid": not problems, "problems": problems}, indent=2,
+                         ensure_ascii=False))
+    else:
+        for problem in problems:
+            print(problem)
+        verdict = f"{len(problems)} problem(s)" if problems else "valid"
+        print(f"{args.file}: {len(items)} items, {verdict} against the corpus at {where}",
+              file=sys.stderr)
+    return EXIT_USAGE if problems else 0
+
+
+MISMATCH_SHOWN = 3
+
+
+def _check_gold(assistant: Assistant, items: Sequence[Any], source: str) -> None:
+    """Refuse a gold file that does not match the corpus: its figures would mean nothing."""
+    from .evaluation.gold import validate_gold
+
+    problems = validate_gold(list(items), {d.doc_id: d.text for d in assistant.documents})
+    if problems:
+        shown = "; ".join(problems[:MISMATCH_SHOWN])
+        more = f" and {len(problems) - MISMATCH_SHOWN} more" if len(problems) > MISMATCH_SHOWN \
+            else ""
+        raise InputError(
+            f"the gold file {source} does not match the corpus at "
+            f"{assistant.corpus.directory} ({len(problems)} problem(s): {shown}{more}): list "
+            f"them with `peerqa eval validate {source}`, fix the file or choose its corpus "
+            "with --corpus, or pass --allow-mismatch to evaluate anyway"
+        )
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import format_table, load_gold_items, run_eval, write_report
 
     assistant = _assistant(args)
-    _ensure_index(assistant, args)
     items, source = load_gold_items(args.gold)
+    if not args.allow_mismatch:
+        _check_gold(assistant, items, source)
+    _ensure_index(assistant, args)
     if args.type:
         items = [i for i in items if i.type == args.type]
     if args.limit is not None:
@@ -161,19 +258,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(json_errors: bool = False) -> argparse.ArgumentParser:
+    """The command line's parser; with ``json_errors``, usage errors are JSON on stderr."""
+    kind = JSONErrorsParser if json_errors else Parser
+    parser = kind(
         prog="peerqa",
         description="Answers about mental-health Peer Support Workers, from cited passages.",
     )
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--corpus", metavar="DIR", help="folder of .txt/.md documents "
+    common = Parser(add_help=False)
+    common.add_argument("--corpus", metavar="DIR", help="folder of .txt/.md/.pdf/.docx files "
                         "(default: the bundled corpus; env PEERQA_CORPUS_DIR)")
     common.add_argument("--index-dir", metavar="DIR", help="where the index lives "
                         "(env PEERQA_INDEX_DIR)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=kind)
 
     p = sub.add_parser("index", parents=[common], help="build the index (or reuse it)")
     p.add_argument("--rebuild", action="store_true", help="rebuild even if nothing changed")
@@ -202,12 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Not parents=[common]: here --json takes a file name (the table still goes to stdout).
     p = sub.add_parser("eval", help="score answers and retrieval on the gold set")
-    p.add_argument("--corpus", metavar="DIR", help="folder of .txt/.md documents "
+    p.add_argument("--corpus", metavar="DIR", help="folder of .txt/.md/.pdf/.docx files "
                    "(default: the bundled corpus; env PEERQA_CORPUS_DIR)")
     p.add_argument("--index-dir", metavar="DIR", help="where the index lives "
                    "(env PEERQA_INDEX_DIR)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--gold", metavar="FILE", help="gold JSONL file (default: evals/gold.jsonl)")
+    p.add_argument("--allow-mismatch", action="store_true",
+                   help="evaluate even when the gold file does not validate against the corpus")
     p.add_argument("-k", "--k", type=int, default=5, help="cutoff for hit@k and recall@k")
     p.add_argument("--json", metavar="OUT", help="write the per-item results as JSON")
     p.add_argument("--report", metavar="OUT.html", help="write an HTML report")
@@ -220,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cross-validate what is fitted on the gold set: fit on K-1 folds, score "
                         "the held-out fold, K times (folds by item, fixed seed)")
     p.set_defaults(func=cmd_eval)
+    actions = p.add_subparsers(dest="eval_command", metavar="validate", parser_class=kind)
+    v = actions.add_parser("validate", help="check a gold file against the corpus: fields, "
+                           "types, doc_ids, quotes found verbatim (exit 2 on any problem)")
+    v.add_argument("file", metavar="FILE", help="gold JSONL file (evals/README.md: the format)")
+    v.add_argument("--corpus", metavar="DIR", help="folder of .txt/.md/.pdf/.docx files "
+                   "(default: the bundled corpus; env PEERQA_CORPUS_DIR)")
+    v.add_argument("--json", action="store_true", help="the problems as JSON")
+    v.set_defaults(func=cmd_eval_validate, index_dir=None)
 
     p = sub.add_parser("tune", help="fit the tunable parts on the gold set and save them")
     p.add_argument("--corpus", metavar="DIR", help="folder of documents (env PEERQA_CORPUS_DIR)")
@@ -234,16 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv or any(a.startswith("--json=") for a in argv)
+    args = build_parser(json_errors=as_json).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except InputError as e:
-        print(f"peerqa: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except PeerQAError as e:
-        print(f"peerqa: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+        report_error(str(e), hint(e), as_json)
+        return EXIT_USAGE if isinstance(e, USAGE_ERRORS) else EXIT_ERROR
     except KeyboardInterrupt:
         print("peerqa: interrupted", file=sys.stderr)
         return 130

@@ -83,7 +83,8 @@ class Passage:
 
     def to_dict(self) -> dict[str, Any]:
         """The passage as JSON-ready data, the fields a program cites by first."""
-        return _ordered(asdict(self), PASSAGE_KEYS)
+        data: dict[str, Any] = _plain(_ordered(asdict(self), PASSAGE_KEYS))
+        return data
 
 
 PASSAGE_KEYS = ("doc_id", "title", "section", "year", "page", "text", "start", "end",
@@ -94,6 +95,15 @@ PASSAGE_KEYS = ("doc_id", "title", "section", "year", "page", "text", "start", "
 def _ordered(data: dict[str, Any], first: tuple[str, ...]) -> dict[str, Any]:
     """``data`` with the ``first`` keys leading, in that order, and every other key after."""
     return {**{k: data[k] for k in first if k in data}, **data}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, all the way down: what JSON gives back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,8 +131,7 @@ class Citation(Passage):
 
     def to_dict(self) -> dict[str, Any]:
         """The citation as JSON-ready data: its number, then the passage's fields."""
-        data = _ordered(asdict(self), ("number", *PASSAGE_KEYS))
-        data["highlights"] = [list(h) for h in self.highlights]
+        data: dict[str, Any] = _plain(_ordered(asdict(self), ("number", *PASSAGE_KEYS)))
         return data
 
 
@@ -257,4 +266,5 @@ class Answer:
             if f.name not in out:
                 out[f.name] = plain[f.name]
         out["passages"] = [p.to_dict() for p in self.passages]
-        return out
+        data: dict[str, Any] = _plain(out)
+        return data

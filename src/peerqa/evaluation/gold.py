@@ -11,6 +11,7 @@ from ..errors import InputError
 
 TYPES = ("factoid", "list", "explanatory", "multi-document", "follow-up", "unanswerable")
 REQUIRED_FIELDS = ("id", "question", "answer", "key_facts", "evidence", "type")
+OPTIONAL_FIELDS = ("history", "absent_terms", "expected_coverage", "missing")
 ROLES = ("user", "assistant")
 MAX_KEY_FACTS = 4
 COVERAGES = ("answered", "partial", "not_covered")
@@ -118,16 +119,18 @@ def _item(obj: Any, where: str) -> GoldItem:
     )
 
 
-def load_gold(path: str | Path) -> list[GoldItem]:
-    """Read a gold JSONL file; InputError with file:line on a malformed line or missing field."""
-    path = Path(path)
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
         raise InputError(f"gold file {path} does not exist: write it or pass another path") from e
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"gold file {path} cannot be read as UTF-8 text: {e}") from e
-    items: list[GoldItem] = []
+
+
+def _parsed(path: Path, text: str) -> list[tuple[str, GoldItem | InputError]]:
+    """(file:line, the item or why the line is not one) for every non-blank line."""
+    out: list[tuple[str, GoldItem | InputError]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -135,9 +138,49 @@ def load_gold(path: str | Path) -> list[GoldItem]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InputError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
-        items.append(_item(obj, where))
+            out.append((where, InputError(f"{where}: not valid JSON ({e.msg} at column "
+                                          f"{e.colno})")))
+            continue
+        try:
+            out.append((where, _item(obj, where)))
+        except InputError as e:
+            out.append((where, e))
+    return out
+
+
+def load_gold(path: str | Path) -> list[GoldItem]:
+    """Read a gold JSONL file; InputError with file:line on a malformed line or missing field."""
+    path = Path(path)
+    items: list[GoldItem] = []
+    for _, parsed in _parsed(path, _read(path)):
+        if isinstance(parsed, InputError):
+            raise parsed
+        items.append(parsed)
     return items
+
+
+def check_gold_file(
+    path: str | Path, documents: dict[str, str]
+) -> tuple[list[GoldItem], list[str]]:
+    """Every problem of a gold file, not only the first: lines that are not items (JSON,
+    fields, types), unknown field names, and each item checked against the corpus texts."""
+    path = Path(path)
+    text = _read(path)
+    items: list[GoldItem] = []
+    problems: list[str] = []
+    known = set(REQUIRED_FIELDS) | set(OPTIONAL_FIELDS)
+    lines = [line for line in text.splitlines() if line.strip()]
+    for (where, parsed), line in zip(_parsed(path, text), lines, strict=True):
+        if isinstance(parsed, InputError):
+            problems.append(str(parsed))
+            continue
+        items.append(parsed)
+        unknown = sorted(set(json.loads(line)) - known)
+        if unknown:
+            problems.append(f"{where}: unknown field(s) {', '.join(unknown)} (known: "
+                            f"{', '.join([*REQUIRED_FIELDS, *OPTIONAL_FIELDS])})")
+    problems += validate_gold(items, documents)
+    return items, problems
 
 
 def _history_problem(history: tuple[dict[str, str], ...]) -> str | None:

@@ -14,7 +14,19 @@ from pathlib import Path
 from .baselines import SystemScores
 from .runner import EvalRun
 from .scoring import TARGETS, ItemResult, metric_names
-from .tables import comparison_columns, fmt, label, meets, target_text
+from .tables import (
+    GUARANTEED,
+    GUARANTEED_EXTRACTIVE,
+    LOWER,
+    LOWER_IS_BETTER,
+    comparison_columns,
+    fmt,
+    label,
+    legend,
+    marks,
+    meets,
+    target_text,
+)
 
 _CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #222;
@@ -36,6 +48,7 @@ td.miss { color: #b00020; font-weight: 600; } td.ok { color: #1b6e20; }
 """
 
 _BAR = "#3b6ea8"
+_LOWER_BAR = "#b8741a"
 _TARGET = "#b00020"
 
 
@@ -48,8 +61,13 @@ def _rates(k: int) -> list[str]:
     return [n for n in metric_names(k) if "words" not in n and not n.startswith("latency")]
 
 
-def bar_chart(title: str, values: Sequence[tuple[str, float | None, float | None]]) -> str:
-    """A horizontal bar chart of rates in [0, 1]: (label, value, target or None) per bar."""
+def bar_chart(
+    title: str,
+    values: Sequence[tuple[str, float | None, float | None]],
+    lower_is_better: frozenset[str] = frozenset(),
+) -> str:
+    """A horizontal bar chart of rates in [0, 1]: (label, value, target or None) per bar; the
+    labels in ``lower_is_better`` are drawn in another colour, marked ↓ ("lower is better")."""
     left, width, row = 170, 280, 20
     height = row * len(values) + 28
     parts = [
@@ -64,15 +82,19 @@ def bar_chart(title: str, values: Sequence[tuple[str, float | None, float | None
                      f'text-anchor="middle" fill="#666">{x:g}</text>')
     for i, (name, value, target) in enumerate(values):
         y = 6 + i * row
+        lower = name in lower_is_better
+        shown = f"{name} {LOWER}" if lower else name
         parts.append(f'<text x="{left - 6}" y="{y + 12}" font-size="12" text-anchor="end">'
-                     f"{_e(name)}</text>")
+                     f"{_e(shown)}</text>")
         if value is None:
             parts.append(f'<text x="{left + 4}" y="{y + 12}" font-size="12" fill="#999">'
                          "n/a</text>")
             continue
         w = max(0.0, min(1.0, value)) * width
+        note = " (lower is better)" if lower else ""
         parts.append(f'<rect x="{left}" y="{y + 2}" width="{w:.1f}" height="{row - 6}" '
-                     f'fill="{_BAR}"><title>{_e(name)}: {value:.3f}</title></rect>')
+                     f'fill="{_LOWER_BAR if lower else _BAR}"><title>{_e(name)}: {value:.3f}'
+                     f"{note}</title></rect>")
         parts.append(f'<text x="{left + w + 4:.1f}" y="{y + 12}" font-size="11">'
                      f"{value:.2f}</text>")
         if target is not None:
@@ -89,8 +111,26 @@ def _chart_for(title: str, figures: dict[str, float | None], k: int) -> str:
     for name in _rates(k):
         target = TARGETS[name][1] if name in TARGETS else None
         values.append((label(name), figures.get(name), target))
+    lower = frozenset(label(n) for n in _rates(k) if n in LOWER_IS_BETTER)
     return (f'<div class="chart"><h3>{_e(title)}</h3>'
-            f"{bar_chart(title, values)}</div>")
+            f"{bar_chart(title, values, lower)}</div>")
+
+
+def _legend(names: Sequence[str], mode: str) -> str:
+    """What each figure means, one row per metric, with the marks the table uses."""
+    rows = "".join(
+        f"<tr><td>{_e(label(n))}</td><td>{_e(marks(n, mode))}</td>"
+        f'<td class="small">{_e(legend(n))}</td></tr>'
+        for n in names
+    )
+    notes = [f"{LOWER} lower is better (charted in orange)."]
+    if mode == "extractive":
+        guaranteed = ", ".join(label(n) for n in sorted(GUARANTEED_EXTRACTIVE))
+        notes.append(f"{GUARANTEED} 1.0 by construction in extractive mode ({guaranteed}): "
+                     "every sentence is a verbatim quote of the passage it cites, so these check "
+                     "the machinery rather than measure the answers.")
+    return (f"<table><tr><th>metric</th><th></th><th>what it means</th></tr>{rows}</table>"
+            + "".join(f'<p class="small">{_e(n)}</p>' for n in notes))
 
 
 def _figures_table(run: EvalRun) -> str:
@@ -104,7 +144,9 @@ def _figures_table(run: EvalRun) -> str:
         gap = ""
         if ok is False and value is not None:
             gap = f"{value - TARGETS[name][1]:+.3f}"
-        cells = [f"<td>{_e(label(name))}</td>", f"<td{cls}>{_e(fmt(value, name))}</td>"]
+        mark = marks(name, run.mode)
+        cells = [f"<td>{_e(label(name) + (' ' + mark if mark else ''))}</td>",
+                 f"<td{cls}>{_e(fmt(value, name))}</td>"]
         cells += [f"<td>{_e(fmt(run.by_type[t].get(name), name))}</td>" for t in types]
         cells += [f"<td>{_e(target_text(name))}</td>", f'<td class="miss">{_e(gap)}</td>']
         rows.append(f"<tr>{''.join(cells)}</tr>")
@@ -207,20 +249,26 @@ def render(run: EvalRun) -> str:
         f"<style>{_CSS}</style></head><body>",
         "<h1>peerqa evaluation</h1>",
         f'<p class="small">{_e(len(run.items))} gold items from {_e(run.gold)}; k = '
-        f"{_e(run.k)}; {_e(f'{run.seconds:.1f}')} s; {_e(when)}.</p>",
+        f"{_e(run.k)}; {_e(run.mode or 'unknown')} answers; {_e(f'{run.seconds:.1f}')} s "
+        f"(opening the index and a warm-up question took {_e(f'{run.open_seconds:.1f}')} s, "
+        f"not counted in latency); {_e(when)}.</p>",
     ]
     if run.notes:
         parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in run.notes) + "</ul>")
     parts += [
         "<h2>Figures</h2>",
-        "<p>Overall and per gold type. Targets are those of the issue for the offline default; "
-        "a red figure falls short and its gap is shown. Rules: a passage holds a gold quote "
+        "<p>Overall and per gold type. The targets are peerqa's own, for the offline default "
+        "(<code>TARGETS</code> in <code>peerqa/evaluation/scoring.py</code>); a red figure "
+        "falls short and its gap is shown. Rules: a passage holds a gold quote "
         "when it contains the quote's span (or, across a passage boundary, at least half of "
         "it); citation recall and precision follow ALCE with peerqa's own support judge; a key "
         "fact is covered when 0.6 of its stemmed content words appear in the answer.</p>",
         _figures_table(run),
+        "<h2>What the figures mean</h2>",
+        _legend(["items", "answerable", "failed", *metric_names(run.k)], run.mode),
         "<h2>Charts per type</h2>",
-        '<p class="small">Bars are rates from 0 to 1; a dashed red line marks a target.</p>',
+        '<p class="small">Bars are rates from 0 to 1; a dashed red line marks one of '
+        f"peerqa's targets; orange bars marked {LOWER} are better when shorter.</p>",
         f'<div class="charts">{"".join(charts)}</div>',
     ]
     if run.comparison:

@@ -21,6 +21,9 @@ from .gold import TYPES, GoldItem, default_gold_path, load_gold, validate_gold
 from .metrics import MRR_DEPTH, Judge, quote_spans
 from .scoring import TARGETS, ItemResult, aggregate, evaluate_answer
 
+GOLD_NOTES = 10
+"""Gold problems listed one by one in a run's notes (with --allow-mismatch); the rest counted."""
+
 
 class Answerer(Protocol):
     """What the evaluation needs of the system under test (``peerqa.Assistant`` is one)."""
@@ -54,12 +57,18 @@ class EvalRun:
     seconds: float
     comparison: list[SystemScores] | None = None
     notes: list[str] = field(default_factory=list)
+    mode: str = ""
+    """How the answers were made: "extractive", "openai", or "mixed"."""
+    open_seconds: float = 0.0
+    """Opening the index and one warm-up question, before any item: not in any latency."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "k": self.k,
             "gold": self.gold,
             "seconds": round(self.seconds, 2),
+            "open_seconds": round(self.open_seconds, 2),
+            "mode": self.mode,
             "overall": self.overall,
             "by_type": self.by_type,
             "targets": {n: {"op": op, "value": v} for n, (op, v) in TARGETS.items()},
@@ -93,10 +102,17 @@ def run_eval(
     k = check_k(k)
     t0 = time.perf_counter()
     documents = {d.doc_id: d for d in assistant.documents}
-    notes = [f"gold: {p}" for p in validate_gold(list(items), {i: d.text for i, d in
-                                                              documents.items()})]
-    assistant.ask("What do peer support workers do?")  # warm-up: latency excludes loading
+    problems = validate_gold(list(items), {i: d.text for i, d in documents.items()})
+    notes = [f"gold: {p}" for p in problems[:GOLD_NOTES]]
+    if len(problems) > GOLD_NOTES:
+        notes.append(f"gold: {len(problems) - GOLD_NOTES} more problem(s); "
+                     "`peerqa eval validate FILE` lists them all")
+    # Opening the index (and loading the model) happens here, so no item's latency holds it.
+    opened = time.perf_counter()
+    assistant.ask("What do peer support workers do?")
+    open_seconds = time.perf_counter() - opened
     depth = max(k, MRR_DEPTH)
+    modes: set[str] = set()
     results: list[ItemResult] = []
     rankings: list[list[Passage]] = []
     for item in tqdm(items, desc="Evaluating", unit="item", file=sys.stderr,
@@ -104,6 +120,7 @@ def run_eval(
         started = time.perf_counter()
         answer = assistant.ask(item.question, history=list(item.history) or None)
         latency = (time.perf_counter() - started) * 1000
+        modes.add(answer.mode)
         query = answer.retrieval_query or item.question
         # The answer's own search, read deeper: its first passages are the answer's passages.
         ranking = assistant.search(query, depth)
@@ -119,7 +136,8 @@ def run_eval(
     by_type = {t: aggregate([r for r in results if r.type == t], k)
                for t in TYPES if any(r.type == t for r in results)}
     run = EvalRun(k=k, gold=gold, items=results, overall=aggregate(results, k), by_type=by_type,
-                  seconds=0.0, notes=notes)
+                  seconds=0.0, notes=notes, open_seconds=open_seconds,
+                  mode=modes.pop() if len(modes) == 1 else ("mixed" if modes else ""))
     if compare:
         run.comparison = compare_systems(assistant, items, results, rankings, k=k,
                                          progress=progress)
