@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,24 @@ def test_import__peerqa_does_not_import_llama_index_and_the_face_loads_no_model(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_readme_section__its_examples_run_offline(
+    corpus_index_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Using peerqa from llama-index"):]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```python\n(.*?)\n```", section, re.S)
+    assert len(blocks) == 2
+    monkeypatch.setenv("PEERQA_INDEX_DIR", str(corpus_index_dir))
+    namespace: dict[str, Any] = {}
+    exec(blocks[0], namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 5 + 3 and printed[6].startswith("[1")
+    namespace["other_retriever"] = namespace["assistant"].as_retriever(
+        k=3, doc_ids=["hee-evidence-brief"])
+    exec(blocks[1], namespace)
+    response = namespace["engine"].query("What supervision do peer workers need?")
+    assert all(n.score >= 0.7 for n in response.source_nodes)
+    assert namespace["fused"].retrieve("What supervision do peer workers need?")
