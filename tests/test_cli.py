@@ -24,13 +24,14 @@ def test_cli_ask__prints_answer_and_numbered_sources(corpus_index_dir):
     assert "characters" in r.stdout
 
 
-def test_cli_ask_json__has_the_api_fields(corpus_index_dir):
+def test_cli_ask_json__has_the_api_fields(corpus_index_dir, assistant):
     r = _peerqa("ask", "What training do peer workers need?", "--json", index_dir=corpus_index_dir)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert set(data) >= {"text", "citations", "abstained"}
     c = data["citations"][0]
     assert set(c) >= {"number", "doc_id", "title", "section", "text", "start", "end", "score"}
+    assert data == assistant.ask("What training do peer workers need?").to_dict()
 
 
 def test_cli_search_json__filters_documents(corpus_index_dir):

@@ -56,13 +56,6 @@ def test_to_dict__and_markdown_give_the_same_answer(tiny_fake: Assistant):
         assert f"characters {c['start']}–{c['end']}" in markdown
 
 
-def test_cli_ask_json__is_answer_to_dict(corpus_index_dir: Path, assistant: Assistant):
-    question = "What training do peer workers need?"
-    r = _peerqa("ask", question, "--json", index_dir=corpus_index_dir)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == assistant.ask(question).to_dict()
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
