@@ -182,3 +182,12 @@ def test_cli__indexes_a_folder_with_a_pdf_and_shows_its_page(tiny_corpus, tmp_pa
     assert found.returncode == 0, found.stderr
     assert "[acute-wards, page 3, characters" in found.stdout
     assert "skipped" not in found.stderr
+
+
+def test_oversized_pdf__is_skipped_before_it_is_read(tiny_corpus, monkeypatch):
+    from peerqa import readers
+
+    (tiny_corpus / "huge.pdf").write_bytes(b"%PDF-1.4\n" + b"0" * 4096)
+    monkeypatch.setattr(readers, "MAX_BYTES", 1024)  # the size is checked before any reading
+    reasons = {s.path: s.reason for s in load_corpus(tiny_corpus).skipped}
+    assert reasons["huge.pdf"].startswith("larger than")

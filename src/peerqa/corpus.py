@@ -104,8 +104,6 @@ def read_text(path: Path) -> str:
 def read_file(path: Path) -> readers.Extracted:
     """The text peerqa stores for one file: a text file as it is, a PDF or Word file extracted."""
     if path.suffix.lower() in readers.SUFFIXES:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise CorpusError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
         return readers.read_document(path)
     return readers.Extracted(read_text(path))
 

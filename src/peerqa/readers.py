@@ -25,6 +25,8 @@ from typing import Any
 from .errors import CorpusError
 
 SUFFIXES = (".pdf", ".docx")
+MAX_BYTES = 100 * 1024 * 1024
+"""Larger than a text file's bound: a report's images make a PDF big, not its text."""
 EXTRA = "pip install 'peerqa[documents]'"
 _OLE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 """The header of an OLE compound file: an old .doc, or a password-protected Word file."""
@@ -47,6 +49,8 @@ class Extracted:
 def read_document(path: Path) -> Extracted:
     """The text of a .pdf or .docx file, or CorpusError with the reason it cannot be used."""
     suffix = path.suffix.lower()
+    if path.stat().st_size > MAX_BYTES:
+        raise CorpusError(f"larger than {MAX_BYTES // 2**20} MiB")
     if suffix == ".pdf":
         extracted = _read_pdf(path)
     elif suffix == ".docx":
