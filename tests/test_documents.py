@@ -191,3 +191,21 @@ def test_oversized_pdf__is_skipped_before_it_is_read(tiny_corpus, monkeypatch):
     monkeypatch.setattr(readers, "MAX_BYTES", 1024)  # the size is checked before any reading
     reasons = {s.path: s.reason for s in load_corpus(tiny_corpus).skipped}
     assert reasons["huge.pdf"].startswith("larger than")
+
+
+def test_corpus_fingerprint__changes_when_only_a_pdfs_page_breaks_move():
+    import dataclasses
+    import hashlib
+
+    from peerqa import Corpus, Document
+
+    text = "Induction covers the ward routine.\nNight shifts end with a debrief.\n"
+    doc = Document(doc_id="guide", title="Guide", text=text, path="guide.pdf", sha256="abc",
+                   page_starts=(0, 35))
+    moved = dataclasses.replace(doc, page_starts=(0, 20))
+    plain = dataclasses.replace(doc, page_starts=())
+    prints = {Corpus(Path("."), (d,)).fingerprint for d in (doc, moved, plain)}
+    assert len(prints) == 3
+    # An unpaged document hashes as before pages existed: no index is rebuilt for nothing.
+    before = hashlib.sha256("guide\0abc\0Guide\0()\n".encode()).hexdigest()
+    assert Corpus(Path("."), (plain,)).fingerprint == before

@@ -48,7 +48,9 @@ class Corpus:
         """A hash of every document's id and content: changes when the corpus does."""
         h = hashlib.sha256()
         for doc in sorted(self.documents, key=lambda d: d.doc_id):
-            h.update(f"{doc.doc_id}\0{doc.sha256}\0{doc.title}\0{doc.keywords}\n".encode())
+            # A PDF's page breaks, too: chunks never cross one, so moving one means re-chunking.
+            pages = f"\0{doc.page_starts}" if doc.page_starts else ""
+            h.update(f"{doc.doc_id}\0{doc.sha256}\0{doc.title}\0{doc.keywords}{pages}\n".encode())
         return h.hexdigest()
 
 
