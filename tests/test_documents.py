@@ -207,5 +207,5 @@ def test_corpus_fingerprint__changes_when_only_a_pdfs_page_breaks_move():
     prints = {Corpus(Path("."), (d,)).fingerprint for d in (doc, moved, plain)}
     assert len(prints) == 3
     # An unpaged document hashes as before pages existed: no index is rebuilt for nothing.
-    before = hashlib.sha256("guide\0abc\0Guide\0()\n".encode()).hexdigest()
+    before = hashlib.sha256(b"guide\0abc\0Guide\0()\n").hexdigest()
     assert Corpus(Path("."), (plain,)).fingerprint == before
