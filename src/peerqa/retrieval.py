@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +28,8 @@ import numpy as np
 
 from .chunking import indexed_text
 from .embeddings import Embedder
+from .ranking import DEPTH as RERANK_DEPTH
+from .ranking import Adapter, Calibration, CorpusFacts, Ranker, candidate_features, read_query
 from .store import Generation
 from .text import sentence_spans, tokenize, words
 from .tuning import Tuning
@@ -158,8 +162,27 @@ class Hit:
     """(start, end, cosine similarity to the query) of each sentence, in document offsets."""
 
 
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """One search's candidates (the fused top ``RERANK_DEPTH``) in final order, with their
+    features (what the ranker and its fitter read) and final scores."""
+
+    chunks: np.ndarray
+    """Chunk indices, best first."""
+    scores: np.ndarray
+    """The final ranking score of each (the ranker's, or the fused score without one)."""
+    features: np.ndarray
+    """One row of ``ranking.FEATURES`` per chunk, in the same order."""
+    sentence_sims: np.ndarray | None
+    reranked: bool
+
+
+QUERY_CACHE = 512
+"""Query vectors kept per open index: the eval and the app often embed the same text twice."""
+
+
 class Retriever:
-    """BM25 + dense search over one index generation."""
+    """BM25 + dense search over one index generation, reranked by the fitted ranker."""
 
     def __init__(
         self,
@@ -185,29 +208,32 @@ class Retriever:
         self.fusion = fusion
         self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
         self.mention_boost = mention_boost
-        self.tuning = tuning
         self.depth = depth
         self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
         self._indexed = [self._indexed_text(c) for c in self.chunks]
         self.sentences = generation.sentences()
-        self._sentence_rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(self.chunks)
-        if self.sentences is not None:
-            order = np.argsort(self.sentences.chunk, kind="stable")
-            bounds = np.searchsorted(self.sentences.chunk[order], np.arange(len(self.chunks) + 1))
-            self._sentence_rows = [
-                order[bounds[i] : bounds[i + 1]] for i in range(len(self.chunks))
-            ]
         corpus_tokens = [tokenize(t) for t in self._indexed]
         self._bm25 = bm25s.BM25()
         self._bm25.index(corpus_tokens, show_progress=False)
         self._bm25_vocab = self._bm25.vocab_dict
         self._doc_of = np.array([c.doc_id for c in self.chunks])
         self.vocabulary = Vocabulary(documents, corpus_tokens)
+        self.facts = CorpusFacts(self.chunks, documents, self._indexed, self.sentences)
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
+        self._tune(tuning)
+
+    def _tune(self, tuning: Tuning) -> None:
+        self.tuning = tuning
+        self.ranker = Ranker.from_section(tuning.section("ranker"))
+        self.adapter = Adapter.from_section(tuning.section("adapter"), self.embedder.dim)
+        self.calibration = Calibration.from_section(
+            tuning.section("relevance"), "ranker" if self.ranker else "fused")
 
     def with_tuning(self, tuning: Tuning) -> Retriever:
         """The same index searched with other fitted parameters (shares every array)."""
         view = copy.copy(self)
-        view.tuning = tuning
+        view._tune(tuning)
         return view
 
     def _indexed_text(self, chunk: Chunk) -> str:
@@ -222,6 +248,20 @@ class Retriever:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
 
+    def query_vector(self, query: str) -> np.ndarray:
+        """The embedder's vector of ``query``, adapted when an adapter is fitted (cached)."""
+        with self._vectors_lock:
+            vector = self._vectors.get(query)
+            if vector is not None:
+                self._vectors.move_to_end(query)
+        if vector is None:
+            vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+            with self._vectors_lock:
+                self._vectors[query] = vector
+                while len(self._vectors) > QUERY_CACHE:
+                    self._vectors.popitem(last=False)
+        return self.adapter.apply(vector) if self.adapter else vector
+
     def signals(
         self, query: str, doc_ids: Sequence[str] | None, query_vector: np.ndarray | None = None
     ) -> tuple[Signals, np.ndarray | None]:
@@ -229,7 +269,7 @@ class Retriever:
         n = len(self.chunks)
         mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(n, bool)
         bm25 = self._bm25_scores(tokenize(query))
-        vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+        vector = self.query_vector(query) if query_vector is None else query_vector
         found = self.generation.query(vector, min(n, self.depth), doc_ids)
         dense = np.full(n, min((s for _, s in found), default=0.0), dtype=np.float32)
         for chunk_id, sim in found:
@@ -244,6 +284,38 @@ class Retriever:
             np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
         return Signals(bm25, dense, best_sentence, mask), sentence_sims
 
+    def rank(
+        self,
+        query: str,
+        doc_ids: Sequence[str] | None = None,
+        *,
+        mentioned: Sequence[str] | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> Ranking:
+        """The fused ranking's best ``RERANK_DEPTH`` chunks, reordered by the ranker if fitted.
+
+        Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost in
+        the fused score, and the ranker sees which documents were named.
+        """
+        signals, sims = self.signals(query, doc_ids, query_vector)
+        fused = FUSIONS[self.fusion](signals, self.weights)
+        if mentioned is None:
+            mentioned = self.vocabulary.mentioned_documents(query)
+        if mentioned and self.mention_boost:
+            unit = MENTION_SCALE[self.fusion](self.weights)
+            fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
+        chunks = _order(fused, np.flatnonzero(signals.mask))[:RERANK_DEPTH]
+        scores = {"bm25": signals.bm25, "dense": signals.dense,
+                  "sentence": signals.sentence if signals.sentence is not None
+                  else signals.dense}
+        q = read_query(query, self.vocabulary.idf, mentioned or ())
+        features = candidate_features(self.facts, q, chunks, fused, scores, sims, signals.mask)
+        if self.ranker is None:
+            return Ranking(chunks, fused[chunks].astype(np.float64), features, sims, False)
+        final = self.ranker.score(features)
+        order = np.argsort(-final, kind="stable")
+        return Ranking(chunks[order], final[order], features[order], sims, True)
+
     def search(
         self,
         query: str,
@@ -253,23 +325,22 @@ class Retriever:
         mentioned: Sequence[str] | None = None,
         query_vector: np.ndarray | None = None,
     ) -> list[Hit]:
-        """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``.
+        """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``, each with its
+        calibrated ``relevance``.
 
         Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
         """
         if not self.chunks:
             return []
-        signals, sentence_sims = self.signals(query, doc_ids, query_vector)
-        fused = FUSIONS[self.fusion](signals, self.weights)
-        if mentioned is None:
-            mentioned = self.vocabulary.mentioned_documents(query)
-        if mentioned and self.mention_boost:
-            unit = MENTION_SCALE[self.fusion](self.weights)
-            fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
-        best = _order(fused, np.flatnonzero(signals.mask))[:k]
-        return [self._hit(int(i), float(fused[i]), sentence_sims) for i in best]
+        ranking = self.rank(query, doc_ids, mentioned=mentioned, query_vector=query_vector)
+        relevance = self.calibration.relevance(ranking.scores)
+        return [
+            self._hit(int(i), float(s), float(r), ranking.sentence_sims)
+            for i, s, r in zip(ranking.chunks[:k], ranking.scores[:k], relevance[:k],
+                               strict=False)
+        ]
 
-    def _hit(self, i: int, score: float, sims: np.ndarray | None) -> Hit:
+    def _hit(self, i: int, score: float, relevance: float, sims: np.ndarray | None) -> Hit:
         c = self.chunks[i]
         doc = self.documents.get(c.doc_id)
         passage = Passage(
@@ -282,6 +353,7 @@ class Retriever:
             score=round(score, 6),
             chunk_id=c.chunk_id,
             year=doc.year if doc else None,
+            relevance=round(relevance, 4),
         )
         return Hit(passage, self._indexed[i], self._sentences_of(i, c, sims))
 
@@ -292,7 +364,8 @@ class Retriever:
         if sims is None or self.sentences is None:
             spans = sentence_spans(chunk.text)
             return tuple((chunk.start + a, chunk.start + b, 0.0) for a, b in spans)
-        rows = self._sentence_rows[i]
+        rows = self.facts.sentence_rows[i]
         spans = self.sentences.spans[rows]
         pairs = zip(spans, rows, strict=True)
         return tuple((int(a), int(b), float(sims[r])) for (a, b), r in pairs)
+
