@@ -28,8 +28,8 @@ import numpy as np
 
 from .chunking import indexed_text
 from .embeddings import Embedder
-from .ranking import DEPTH as RERANK_DEPTH
-from .ranking import Adapter, Calibration, CorpusFacts, Ranker, candidate_features, read_query
+from .ranking import DEPTH as RANKED
+from .ranking import Adapter, Calibration
 from .store import Generation
 from .text import sentence_spans, tokenize, words
 from .tuning import Tuning
@@ -164,17 +164,14 @@ class Hit:
 
 @dataclass(frozen=True, slots=True)
 class Ranking:
-    """One search's candidates (the fused top ``RERANK_DEPTH``) in final order, with their
-    features (what the ranker and its fitter read) and final scores."""
+    """One search's best ``RANKED`` chunks, best first, with their scores."""
 
     chunks: np.ndarray
     """Chunk indices, best first."""
     scores: np.ndarray
-    """The final ranking score of each (the ranker's, or the fused score without one)."""
-    features: np.ndarray
-    """One row of ``ranking.FEATURES`` per chunk, in the same order."""
+    """The fused score of each (with the mention boost)."""
     sentence_sims: np.ndarray | None
-    reranked: bool
+    """Every sentence's similarity to the (adapted) query vector."""
 
 
 QUERY_CACHE = 512
@@ -182,7 +179,7 @@ QUERY_CACHE = 512
 
 
 class Retriever:
-    """BM25 + dense search over one index generation, reranked by the fitted ranker."""
+    """BM25 + dense search over one index generation, with the fitted adapter and relevance."""
 
     def __init__(
         self,
@@ -218,17 +215,26 @@ class Retriever:
         self._bm25_vocab = self._bm25.vocab_dict
         self._doc_of = np.array([c.doc_id for c in self.chunks])
         self.vocabulary = Vocabulary(documents, corpus_tokens)
-        self.facts = CorpusFacts(self.chunks, documents, self._indexed, self.sentences)
+        self._sentence_rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(self.chunks)
+        if self.sentences is not None:
+            order = np.argsort(self.sentences.chunk, kind="stable")
+            bounds = np.searchsorted(self.sentences.chunk[order], np.arange(len(self.chunks) + 1))
+            self._sentence_rows = [
+                order[bounds[i] : bounds[i + 1]] for i in range(len(self.chunks))
+            ]
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
         self._tune(tuning)
 
     def _tune(self, tuning: Tuning) -> None:
         self.tuning = tuning
-        self.ranker = Ranker.from_section(tuning.section("ranker"))
         self.adapter = Adapter.from_section(tuning.section("adapter"), self.embedder.dim)
-        self.calibration = Calibration.from_section(
-            tuning.section("relevance"), "ranker" if self.ranker else "fused")
+        self.calibration = Calibration.from_section(tuning.section("relevance"), self.scored_on)
+
+    @property
+    def scored_on(self) -> str:
+        """What the search's scores are, for the calibration: "fused" or "fused+adapter"."""
+        return "fused+adapter" if self.adapter is not None else "fused"
 
     def with_tuning(self, tuning: Tuning) -> Retriever:
         """The same index searched with other fitted parameters (shares every array)."""
@@ -292,10 +298,9 @@ class Retriever:
         mentioned: Sequence[str] | None = None,
         query_vector: np.ndarray | None = None,
     ) -> Ranking:
-        """The fused ranking's best ``RERANK_DEPTH`` chunks, reordered by the ranker if fitted.
+        """The best ``RANKED`` chunks by fused score, best first.
 
-        Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost in
-        the fused score, and the ranker sees which documents were named.
+        Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
         """
         signals, sims = self.signals(query, doc_ids, query_vector)
         fused = FUSIONS[self.fusion](signals, self.weights)
@@ -304,17 +309,8 @@ class Retriever:
         if mentioned and self.mention_boost:
             unit = MENTION_SCALE[self.fusion](self.weights)
             fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
-        chunks = _order(fused, np.flatnonzero(signals.mask))[:RERANK_DEPTH]
-        scores = {"bm25": signals.bm25, "dense": signals.dense,
-                  "sentence": signals.sentence if signals.sentence is not None
-                  else signals.dense}
-        q = read_query(query, self.vocabulary.idf, mentioned or ())
-        features = candidate_features(self.facts, q, chunks, fused, scores, sims, signals.mask)
-        if self.ranker is None:
-            return Ranking(chunks, fused[chunks].astype(np.float64), features, sims, False)
-        final = self.ranker.score(features)
-        order = np.argsort(-final, kind="stable")
-        return Ranking(chunks[order], final[order], features[order], sims, True)
+        chunks = _order(fused, np.flatnonzero(signals.mask))[:RANKED]
+        return Ranking(chunks, fused[chunks].astype(np.float64), sims)
 
     def search(
         self,
@@ -364,7 +360,7 @@ class Retriever:
         if sims is None or self.sentences is None:
             spans = sentence_spans(chunk.text)
             return tuple((chunk.start + a, chunk.start + b, 0.0) for a, b in spans)
-        rows = self.facts.sentence_rows[i]
+        rows = self._sentence_rows[i]
         spans = self.sentences.spans[rows]
         pairs = zip(spans, rows, strict=True)
         return tuple((int(a), int(b), float(sims[r])) for (a, b), r in pairs)

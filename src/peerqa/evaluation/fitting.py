@@ -22,10 +22,10 @@ import numpy as np
 
 from ..answer.question import question_terms
 from ..assistant import Assistant
-from ..ranking import Adapter, Calibration, Ranker
+from ..ranking import Adapter, Calibration
 from ..tuning import UNTUNED, Tuning
 from .gold import GoldItem
-from .learners import fit_adapter, fit_listwise, fit_logistic
+from .learners import fit_adapter, fit_logistic
 from .metrics import Span, holds, quote_spans
 
 
@@ -106,8 +106,10 @@ class AdapterFitter:
 
     section = "adapter"
 
-    def __init__(self, rank: int = 16, l2: float = 0.1, steps: int = 200) -> None:
-        self.rank, self.l2, self.steps = rank, l2, steps
+    def __init__(
+        self, rank: int = 16, l2: float = 0.1, steps: int = 200, temperature: float = 0.05
+    ) -> None:
+        self.rank, self.l2, self.steps, self.temperature = rank, l2, steps, temperature
 
     def fit(self, assistant: Assistant, items: Sequence[GoldItem]) -> dict[str, Any]:
         retriever = assistant.with_tuning(assistant.tuning.without("adapter")).retriever
@@ -120,58 +122,28 @@ class AdapterFitter:
             queries, np.stack([e.relevant for e in found]), retriever.generation.vectors(),
             sentences.vectors if sentences is not None else None,
             sentences.chunk if sentences is not None else None,
-            rank=self.rank, l2=self.l2, steps=self.steps,
+            rank=self.rank, l2=self.l2, steps=self.steps, temperature=self.temperature,
         )
         return {**Adapter(u.astype(np.float32), v.astype(np.float32)).to_section(),
                 "items": len(found)}
 
 
-class RankerFitter:
-    """The reranker: a linear model over the candidate features, trained listwise so that a
-    chunk holding the evidence comes first among the fused top 50."""
-
-    section = "ranker"
-
-    def __init__(self, l2: float = 0.01, refit: Sequence[Fitter] = ()) -> None:
-        self.l2 = l2
-        self.refit = list(refit)
-
-    def fit(self, assistant: Assistant, items: Sequence[GoldItem]) -> dict[str, Any]:
-        base = assistant.with_tuning(assistant.tuning.without("ranker"))
-        found = examples(assistant, items)
-        lists, labels = [], []
-        for held, view in out_of_fold(base, items, self.refit):
-            retriever = view.retriever
-            for i in held:
-                e = found[i]
-                if not e.relevant.any():
-                    continue
-                ranking = retriever.rank(e.query)
-                lists.append(ranking.features)
-                labels.append(e.relevant[ranking.chunks].astype(np.float64))
-        if not any(y.any() for y in labels):
-            return {}
-        stacked = np.concatenate(lists)
-        mean, scale = stacked.mean(axis=0), stacked.std(axis=0)
-        scale = np.where(scale > 1e-9, scale, 1.0)
-        weights = fit_listwise([(x - mean) / scale for x in lists], labels, l2=self.l2)
-        return {**Ranker(mean, scale, weights).to_section(), "items": len(lists)}
-
-
 class RelevanceFitter:
-    """The relevance calibration: a logistic fit of "holds gold evidence" on the final ranking
-    score of the top 10 of every item, answerable or not."""
+    """The relevance calibration: a logistic fit of "holds gold evidence" on the search score
+    (and its gap to the search's best) of the top 10 of every item, answerable or not, each
+    item scored through sections fitted without it."""
 
     section = "relevance"
     depth = 10
 
-    def __init__(self, refit: Sequence[Fitter] = ()) -> None:
+    def __init__(self, refit: Sequence[Fitter] = (), k: int = 3) -> None:
         self.refit = list(refit)
+        self.k = k
 
     def fit(self, assistant: Assistant, items: Sequence[GoldItem]) -> dict[str, Any]:
         found = examples(assistant, items)
         rows, labels = [], []
-        for held, view in out_of_fold(assistant, items, self.refit):
+        for held, view in out_of_fold(assistant, items, self.refit, k=self.k):
             retriever = view.retriever
             for i in held:
                 ranking = retriever.rank(found[i].query)
@@ -188,16 +160,12 @@ class RelevanceFitter:
             a = 0.0
             b, c = fit_logistic(x[:, 1:], y)
             b = max(b, 0.0)
-        on = "ranker" if assistant.retriever.ranker is not None else "fused"
+        on = assistant.retriever.scored_on
         return {**Calibration(float(a), float(b), float(c), on).to_section(), "items": len(rows)}
 
 
 _ADAPTER = AdapterFitter()
-FITTERS: list[Fitter] = [
-    _ADAPTER,
-    RankerFitter(refit=[_ADAPTER]),
-    RelevanceFitter(refit=[_ADAPTER, RankerFitter()]),
-]
+FITTERS: list[Fitter] = [_ADAPTER, RelevanceFitter(refit=[_ADAPTER], k=5)]
 """Every fitter, in the order they run: each sees the sections fitted before it."""
 
 

@@ -1,9 +1,7 @@
-"""The small models the fitters train, in plain numpy: a listwise ranker, a logistic calibration
-and a low-rank query adapter. Each is a pure function of its examples and a fixed seed."""
+"""The small models the fitters train, in plain numpy: a logistic calibration and a low-rank
+query adapter. Each is a pure function of its examples (and a fixed seed)."""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -17,31 +15,6 @@ def _adam(grad: np.ndarray, state: list[np.ndarray], step: int, lr: float) -> np
     v += 0.001 * grad * grad
     update = lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
     return np.asarray(update, dtype=grad.dtype)
-
-
-def fit_listwise(
-    lists: Sequence[np.ndarray],
-    relevant: Sequence[np.ndarray],
-    *,
-    l2: float = 0.01,
-    steps: int = 300,
-    lr: float = 0.1,
-) -> np.ndarray:
-    """Weights w maximising, per list, the softmax probability of its relevant rows (X @ w),
-    with an L2 penalty. Lists without a relevant row teach nothing and are skipped."""
-    kept = [(x, y) for x, y in zip(lists, relevant, strict=True) if y.any() and len(y)]
-    dim = lists[0].shape[1] if lists else 0
-    w = np.zeros(dim)
-    state = [np.zeros(dim), np.zeros(dim)]
-    for step in range(1, steps + 1):
-        grad = l2 * w
-        for x, y in kept:
-            s = x @ w
-            p = np.exp(s - s.max())
-            p /= p.sum()
-            grad = grad + x.T @ (p - y / y.sum()) / len(kept)
-        w -= _adam(grad, state, step, lr)
-    return w
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-3, steps: int = 50) -> np.ndarray:
