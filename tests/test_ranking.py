@@ -256,3 +256,15 @@ def test_cross_validate__the_fitters_never_see_the_fold_they_are_scored_on(tiny_
     assert cv.fitted == ["adapter", "relevance"] and len(seen) == 3
     for run, shown in zip(cv.runs, seen, strict=True):
         assert not {r.id for r in run.items} & shown
+
+
+def test_hits__carry_plain_sentence_similarities_when_the_query_is_adapted(tiny_fake):
+    tuning = fit_all(tiny_fake, _items(), fitters=[AdapterFitter(steps=50)])
+    r = tiny_fake.with_tuning(tuning).retriever
+    assert r.adapter is not None
+    query = "How often should supervision happen?"
+    hit = r.search(query, 1)[0]
+    plain = r.sentences.vectors @ r.embed(query)
+    rows = {(int(a), int(b)): j for j, (a, b) in enumerate(r.sentences.spans)}
+    for a, b, sim in hit.sentences:
+        assert sim == pytest.approx(float(plain[rows[(a, b)]]), abs=1e-6)

@@ -171,7 +171,8 @@ class Ranking:
     scores: np.ndarray
     """The fused score of each (with the mention boost)."""
     sentence_sims: np.ndarray | None
-    """Every sentence's similarity to the (adapted) query vector."""
+    """Every sentence's cosine similarity to the query's own vector (not the adapted one: the
+    answerers' thresholds are set on plain cosines)."""
 
 
 QUERY_CACHE = 512
@@ -254,18 +255,23 @@ class Retriever:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
 
-    def query_vector(self, query: str) -> np.ndarray:
-        """The embedder's vector of ``query``, adapted when an adapter is fitted (cached)."""
+    def embed(self, query: str) -> np.ndarray:
+        """The embedder's own vector of ``query`` (cached: the eval and the fitters ask twice)."""
         with self._vectors_lock:
             vector = self._vectors.get(query)
             if vector is not None:
                 self._vectors.move_to_end(query)
-        if vector is None:
-            vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
-            with self._vectors_lock:
-                self._vectors[query] = vector
-                while len(self._vectors) > QUERY_CACHE:
-                    self._vectors.popitem(last=False)
+                return vector
+        vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+        with self._vectors_lock:
+            self._vectors[query] = vector
+            while len(self._vectors) > QUERY_CACHE:
+                self._vectors.popitem(last=False)
+        return vector
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The vector the dense signals search with: the query's, adapted when fitted."""
+        vector = self.embed(query)
         return self.adapter.apply(vector) if self.adapter else vector
 
     def signals(
@@ -301,8 +307,14 @@ class Retriever:
         """The best ``RANKED`` chunks by fused score, best first.
 
         Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
+        ``query_vector`` is the embedder's vector of the query when the caller already has it;
+        the fitted adapter, if any, is applied to it either way.
         """
-        signals, sims = self.signals(query, doc_ids, query_vector)
+        raw = self.embed(query) if query_vector is None else query_vector
+        vector = self.adapter.apply(raw) if self.adapter else raw
+        signals, sims = self.signals(query, doc_ids, vector)
+        if sims is not None and vector is not raw and self.sentences is not None:
+            sims = self.sentences.vectors @ np.asarray(raw, dtype=np.float32)
         fused = FUSIONS[self.fusion](signals, self.weights)
         if mentioned is None:
             mentioned = self.vocabulary.mentioned_documents(query)

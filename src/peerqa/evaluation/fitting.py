@@ -116,7 +116,7 @@ class AdapterFitter:
         found = [e for e in examples(assistant, items) if e.relevant.any()]
         if not found:
             return {}
-        queries = np.stack([retriever.query_vector(e.query) for e in found])
+        queries = np.stack([retriever.embed(e.query) for e in found])
         sentences = retriever.sentences
         u, v = fit_adapter(
             queries, np.stack([e.relevant for e in found]), retriever.generation.vectors(),
