@@ -7,7 +7,10 @@ vectors live beside the chunks in the generation and are searched exhaustively i
 fusion function, chosen by name, combines them: ``zscore`` standardises each signal over the
 searchable chunks and adds them with weights (0.25, 0.45, 0.3 by default); ``rrf`` adds
 weighted reciprocal ranks. On the gold set the standardised sum ranks the supporting passage
-higher, so it is the default.
+higher, so it is the default. The dense signals search with the query vector passed through the
+fitted query adapter (``ranking.Adapter``), and each passage's ``relevance`` is its score put
+through the fitted calibration (``ranking.Calibration``); ``Retriever.rank`` is the one ranking
+that ``search`` and the fitters read.
 
 ``Vocabulary`` answers what the answering side asks of the corpus (how rare a word is, whether
 the corpus uses it, which documents a text names), so that answerers never see the retriever.
@@ -210,12 +213,6 @@ class Retriever:
         self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
         self._indexed = [self._indexed_text(c) for c in self.chunks]
         self.sentences = generation.sentences()
-        corpus_tokens = [tokenize(t) for t in self._indexed]
-        self._bm25 = bm25s.BM25()
-        self._bm25.index(corpus_tokens, show_progress=False)
-        self._bm25_vocab = self._bm25.vocab_dict
-        self._doc_of = np.array([c.doc_id for c in self.chunks])
-        self.vocabulary = Vocabulary(documents, corpus_tokens)
         self._sentence_rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(self.chunks)
         if self.sentences is not None:
             order = np.argsort(self.sentences.chunk, kind="stable")
@@ -223,6 +220,12 @@ class Retriever:
             self._sentence_rows = [
                 order[bounds[i] : bounds[i + 1]] for i in range(len(self.chunks))
             ]
+        corpus_tokens = [tokenize(t) for t in self._indexed]
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(corpus_tokens, show_progress=False)
+        self._bm25_vocab = self._bm25.vocab_dict
+        self._doc_of = np.array([c.doc_id for c in self.chunks])
+        self.vocabulary = Vocabulary(documents, corpus_tokens)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
         self._tune(tuning)
@@ -376,4 +379,3 @@ class Retriever:
         spans = self.sentences.spans[rows]
         pairs = zip(spans, rows, strict=True)
         return tuple((int(a), int(b), float(sims[r])) for (a, b), r in pairs)
-
