@@ -22,7 +22,7 @@ from peerqa.evaluation.fitting import (
 )
 from peerqa.evaluation.learners import fit_adapter, fit_logistic
 from peerqa.ranking import DEFAULT_CALIBRATION, Adapter, Calibration
-from peerqa.tuning import UNTUNED
+from peerqa.tuning import UNTUNED, load_tuning
 
 # Everyday wording on purpose: the documents say "supervision", "accredited course", "pay".
 QUESTIONS = [
@@ -80,11 +80,23 @@ def test_adapter__maps_to_unit_length_and_is_the_identity_with_zero_factors():
     assert np.linalg.norm(moved) == pytest.approx(1.0, abs=1e-5) and not np.allclose(moved, q)
 
 
-def test_adapter__a_section_for_another_vector_size_is_not_used():
-    section = Adapter(np.ones((8, 2), np.float32), np.ones((8, 2), np.float32)).to_section()
-    assert Adapter.from_section(section, 8) is not None
-    assert Adapter.from_section(section, 384) is None
-    assert Adapter.from_section({}, 8) is None
+def test_adapter__a_section_for_another_vector_size_or_other_documents_is_not_used():
+    docs = ["pilot-notes", "training-guide"]
+    section = Adapter(np.ones((8, 2), np.float32), np.ones((8, 2), np.float32)).to_section(docs)
+    assert Adapter.from_section(section, 8, reversed(docs)) is not None
+    assert Adapter.from_section(section, 384, docs) is None
+    assert Adapter.from_section(section, 8, ["pilot-notes"]) is None
+    assert Adapter.from_section(section, 8, [*docs, "my-own-report"]) is None
+    assert Adapter.from_section({}, 8, docs) is None
+
+
+def test_shipped_tuning__is_not_applied_to_another_corpus(tiny_fake):
+    """A user's own corpus (here the tiny one) searches without the bundled corpus's adapter."""
+    shipped = load_tuning()
+    assert "adapter" in shipped.sections, "src/peerqa/tuning.json should ship an adapter"
+    section = dict(shipped.section("adapter"), dim=tiny_fake.embedder.dim)  # same size, to be sure
+    r = tiny_fake.with_tuning(shipped.with_section("adapter", section)).retriever
+    assert r.adapter is None and r.calibration == DEFAULT_CALIBRATION
 
 
 def test_calibration__relevance_lies_in_0_1_and_never_rises_down_a_list():

@@ -9,6 +9,12 @@ from peerqa.evaluation import load_gold_items
 from peerqa.evaluation.fitting import examples
 
 
+def test_shipped_tuning__applies_to_the_bundled_corpus(assistant):
+    retriever = assistant.retriever
+    assert retriever.adapter is not None, "tuning.json was fitted on other documents: peerqa tune"
+    assert retriever.calibration.on == "fused+adapter"
+
+
 def test_relevance__falls_down_each_list_and_higher_means_evidence_more_often(assistant):
     items, _ = load_gold_items()
     retriever = assistant.retriever

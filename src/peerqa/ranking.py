@@ -12,7 +12,7 @@ falls back to its default (the plain vector; the calibration of the plain fused 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,15 +31,21 @@ class Adapter:
     v: np.ndarray
 
     @classmethod
-    def from_section(cls, section: Mapping[str, Any], dim: int) -> Adapter | None:
-        """The adapter of an ``adapter`` section (None when absent or for another vector size)."""
+    def from_section(
+        cls, section: Mapping[str, Any], dim: int, documents: Collection[str]
+    ) -> Adapter | None:
+        """The adapter of an ``adapter`` section; None when absent, for another vector size, or
+        fitted on other documents (it learned where this corpus answers, not a general skill)."""
         if not section or int(section.get("dim", -1)) != dim:
+            return None
+        if sorted(section.get("documents", [])) != sorted(documents):
             return None
         return cls(np.asarray(section["u"], dtype=np.float32),
                    np.asarray(section["v"], dtype=np.float32))
 
-    def to_section(self) -> dict[str, Any]:
+    def to_section(self, documents: Collection[str]) -> dict[str, Any]:
         return {"dim": int(self.u.shape[0]), "rank": int(self.u.shape[1]),
+                "documents": sorted(documents),
                 "u": _rounded(self.u, 5), "v": _rounded(self.v, 5)}
 
     def apply(self, vector: np.ndarray) -> np.ndarray:

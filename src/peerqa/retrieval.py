@@ -232,7 +232,8 @@ class Retriever:
 
     def _tune(self, tuning: Tuning) -> None:
         self.tuning = tuning
-        self.adapter = Adapter.from_section(tuning.section("adapter"), self.embedder.dim)
+        self.adapter = Adapter.from_section(tuning.section("adapter"), self.embedder.dim,
+                                            self.documents.keys())
         self.calibration = Calibration.from_section(tuning.section("relevance"), self.scored_on)
 
     @property

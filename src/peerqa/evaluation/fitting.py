@@ -124,8 +124,8 @@ class AdapterFitter:
             sentences.chunk if sentences is not None else None,
             rank=self.rank, l2=self.l2, steps=self.steps, temperature=self.temperature,
         )
-        return {**Adapter(u.astype(np.float32), v.astype(np.float32)).to_section(),
-                "items": len(found)}
+        adapter = Adapter(u.astype(np.float32), v.astype(np.float32))
+        return {**adapter.to_section(retriever.documents.keys()), "items": len(found)}
 
 
 class RelevanceFitter:
