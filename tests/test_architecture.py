@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("ingest", {"corpus", "readers", "chunking", "store", "openai_client"}),
     ("models", {"embeddings"}),
     ("index", {"indexing"}),
-    ("search", {"retrieval"}),
+    ("search", {"retrieval", "ranking"}),
     ("answer", {"answer"}),
     ("facade", {"assistant", "__init__"}),
     ("faces", {"render", "serving", "app", "cli", "evaluation", "llama_index", "__main__"}),

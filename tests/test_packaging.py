@@ -26,9 +26,10 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
-def test_wheel__carries_corpus_gold_set_and_static_files(wheel: Path):
+def test_wheel__carries_corpus_gold_set_tuning_and_static_files(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "peerqa/_bundled_evals/gold.jsonl" in names
+    assert "peerqa/tuning.json" in names  # the fitted adapter and relevance calibration
     assert "peerqa/_bundled_corpus/manifest.json" in names
     assert {"peerqa/static/app.css", "peerqa/static/head.html",
             "peerqa/static/download.js"} <= names

@@ -7,7 +7,10 @@ vectors live beside the chunks in the generation and are searched exhaustively i
 fusion function, chosen by name, combines them: ``zscore`` standardises each signal over the
 searchable chunks and adds them with weights (0.25, 0.45, 0.3 by default); ``rrf`` adds
 weighted reciprocal ranks. On the gold set the standardised sum ranks the supporting passage
-higher, so it is the default.
+higher, so it is the default. The dense signals search with the query vector passed through the
+fitted query adapter (``ranking.Adapter``), and each passage's ``relevance`` is its score put
+through the fitted calibration (``ranking.Calibration``); ``Retriever.rank`` is the one ranking
+that ``search`` and the fitters read.
 
 ``Vocabulary`` answers what the answering side asks of the corpus (how rare a word is, whether
 the corpus uses it, which documents a text names), so that answerers never see the retriever.
@@ -18,6 +21,8 @@ from __future__ import annotations
 import copy
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +31,8 @@ import numpy as np
 
 from .chunking import indexed_text
 from .embeddings import Embedder
+from .ranking import DEPTH as RANKED
+from .ranking import Adapter, Calibration
 from .store import Generation
 from .text import sentence_spans, tokenize, words
 from .tuning import Tuning
@@ -158,8 +165,25 @@ class Hit:
     """(start, end, cosine similarity to the query) of each sentence, in document offsets."""
 
 
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """One search's best ``RANKED`` chunks, best first, with their scores."""
+
+    chunks: np.ndarray
+    """Chunk indices, best first."""
+    scores: np.ndarray
+    """The fused score of each (with the mention boost)."""
+    sentence_sims: np.ndarray | None
+    """Every sentence's cosine similarity to the query's own vector (not the adapted one: the
+    answerers' thresholds are set on plain cosines)."""
+
+
+QUERY_CACHE = 512
+"""Query vectors kept per open index: the eval and the app often embed the same text twice."""
+
+
 class Retriever:
-    """BM25 + dense search over one index generation."""
+    """BM25 + dense search over one index generation, with the fitted adapter and relevance."""
 
     def __init__(
         self,
@@ -185,7 +209,6 @@ class Retriever:
         self.fusion = fusion
         self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
         self.mention_boost = mention_boost
-        self.tuning = tuning
         self.depth = depth
         self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
         self._indexed = [self._indexed_text(c) for c in self.chunks]
@@ -203,11 +226,25 @@ class Retriever:
         self._bm25_vocab = self._bm25.vocab_dict
         self._doc_of = np.array([c.doc_id for c in self.chunks])
         self.vocabulary = Vocabulary(documents, corpus_tokens)
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
+        self._tune(tuning)
+
+    def _tune(self, tuning: Tuning) -> None:
+        self.tuning = tuning
+        self.adapter = Adapter.from_section(tuning.section("adapter"), self.embedder.dim,
+                                            self.documents.keys())
+        self.calibration = Calibration.from_section(tuning.section("relevance"), self.scored_on)
+
+    @property
+    def scored_on(self) -> str:
+        """What the search's scores are, for the calibration: "fused" or "fused+adapter"."""
+        return "fused+adapter" if self.adapter is not None else "fused"
 
     def with_tuning(self, tuning: Tuning) -> Retriever:
         """The same index searched with other fitted parameters (shares every array)."""
         view = copy.copy(self)
-        view.tuning = tuning
+        view._tune(tuning)
         return view
 
     def _indexed_text(self, chunk: Chunk) -> str:
@@ -222,6 +259,25 @@ class Retriever:
             return np.zeros(len(self.chunks), dtype=np.float32)
         return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
 
+    def embed(self, query: str) -> np.ndarray:
+        """The embedder's own vector of ``query`` (cached: the eval and the fitters ask twice)."""
+        with self._vectors_lock:
+            vector = self._vectors.get(query)
+            if vector is not None:
+                self._vectors.move_to_end(query)
+                return vector
+        vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+        with self._vectors_lock:
+            self._vectors[query] = vector
+            while len(self._vectors) > QUERY_CACHE:
+                self._vectors.popitem(last=False)
+        return vector
+
+    def query_vector(self, query: str) -> np.ndarray:
+        """The vector the dense signals search with: the query's, adapted when fitted."""
+        vector = self.embed(query)
+        return self.adapter.apply(vector) if self.adapter else vector
+
     def signals(
         self, query: str, doc_ids: Sequence[str] | None, query_vector: np.ndarray | None = None
     ) -> tuple[Signals, np.ndarray | None]:
@@ -229,7 +285,7 @@ class Retriever:
         n = len(self.chunks)
         mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(n, bool)
         bm25 = self._bm25_scores(tokenize(query))
-        vector = self.embedder.embed_query(query) if query_vector is None else query_vector
+        vector = self.query_vector(query) if query_vector is None else query_vector
         found = self.generation.query(vector, min(n, self.depth), doc_ids)
         dense = np.full(n, min((s for _, s in found), default=0.0), dtype=np.float32)
         for chunk_id, sim in found:
@@ -244,6 +300,34 @@ class Retriever:
             np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
         return Signals(bm25, dense, best_sentence, mask), sentence_sims
 
+    def rank(
+        self,
+        query: str,
+        doc_ids: Sequence[str] | None = None,
+        *,
+        mentioned: Sequence[str] | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> Ranking:
+        """The best ``RANKED`` chunks by fused score, best first.
+
+        Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
+        ``query_vector`` is the embedder's vector of the query when the caller already has it;
+        the fitted adapter, if any, is applied to it either way.
+        """
+        raw = self.embed(query) if query_vector is None else query_vector
+        vector = self.adapter.apply(raw) if self.adapter else raw
+        signals, sims = self.signals(query, doc_ids, vector)
+        if sims is not None and vector is not raw and self.sentences is not None:
+            sims = self.sentences.vectors @ np.asarray(raw, dtype=np.float32)
+        fused = FUSIONS[self.fusion](signals, self.weights)
+        if mentioned is None:
+            mentioned = self.vocabulary.mentioned_documents(query)
+        if mentioned and self.mention_boost:
+            unit = MENTION_SCALE[self.fusion](self.weights)
+            fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
+        chunks = _order(fused, np.flatnonzero(signals.mask))[:RANKED]
+        return Ranking(chunks, fused[chunks].astype(np.float64), sims)
+
     def search(
         self,
         query: str,
@@ -253,23 +337,22 @@ class Retriever:
         mentioned: Sequence[str] | None = None,
         query_vector: np.ndarray | None = None,
     ) -> list[Hit]:
-        """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``.
+        """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``, each with its
+        calibrated ``relevance``.
 
         Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
         """
         if not self.chunks:
             return []
-        signals, sentence_sims = self.signals(query, doc_ids, query_vector)
-        fused = FUSIONS[self.fusion](signals, self.weights)
-        if mentioned is None:
-            mentioned = self.vocabulary.mentioned_documents(query)
-        if mentioned and self.mention_boost:
-            unit = MENTION_SCALE[self.fusion](self.weights)
-            fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
-        best = _order(fused, np.flatnonzero(signals.mask))[:k]
-        return [self._hit(int(i), float(fused[i]), sentence_sims) for i in best]
+        ranking = self.rank(query, doc_ids, mentioned=mentioned, query_vector=query_vector)
+        relevance = self.calibration.relevance(ranking.scores)
+        return [
+            self._hit(int(i), float(s), float(r), ranking.sentence_sims)
+            for i, s, r in zip(ranking.chunks[:k], ranking.scores[:k], relevance[:k],
+                               strict=False)
+        ]
 
-    def _hit(self, i: int, score: float, sims: np.ndarray | None) -> Hit:
+    def _hit(self, i: int, score: float, relevance: float, sims: np.ndarray | None) -> Hit:
         c = self.chunks[i]
         doc = self.documents.get(c.doc_id)
         passage = Passage(
@@ -283,6 +366,7 @@ class Retriever:
             chunk_id=c.chunk_id,
             year=doc.year if doc else None,
             page=doc.page_at(c.start) if doc else None,
+            relevance=round(relevance, 4),
         )
         return Hit(passage, self._indexed[i], self._sentences_of(i, c, sims))
 

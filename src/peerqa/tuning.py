@@ -35,6 +35,10 @@ class Tuning:
     def with_section(self, name: str, values: dict[str, Any]) -> Tuning:
         return Tuning({**self.sections, name: dict(values)}, self.fitted_on)
 
+    def without(self, name: str) -> Tuning:
+        """This tuning with one section back on its defaults."""
+        return Tuning({k: v for k, v in self.sections.items() if k != name}, self.fitted_on)
+
     def to_json(self) -> str:
         return json.dumps({"format": FORMAT, "fitted_on": self.fitted_on,
                            "sections": self.sections}, indent=1, sort_keys=True) + "\n"

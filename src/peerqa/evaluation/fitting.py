@@ -4,16 +4,29 @@ A ``Fitter`` learns one section of ``Tuning`` (see ``peerqa.tuning``) from gold 
 assistant that already carries the sections fitted before it (a ranker first, then what reads
 the ranking). ``fit_all`` is what ``peerqa tune`` runs on the whole gold set and what the
 cross-validation runs on each training fold.
+
+The labels come only from the items given: a chunk is relevant to an item when it holds one of
+the item's gold quotes (``metrics.holds``); an unanswerable item's chunks are all irrelevant.
+The query is the one the answer searches with (``question_terms``: a follow-up's words joined by
+the previous question's), so what is fitted is what ``ask`` and the evaluation use.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
+from ..answer.question import question_terms
 from ..assistant import Assistant
+from ..ranking import Adapter, Calibration
 from ..tuning import UNTUNED, Tuning
 from .gold import GoldItem
+from .learners import fit_adapter, fit_logistic
+from .metrics import Span, holds, quote_spans
 
 
 class Fitter(Protocol):
@@ -29,7 +42,130 @@ class Fitter(Protocol):
         ...
 
 
-FITTERS: list[Fitter] = []
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A gold item as the fitters see it: the query searched with and the chunks that hold its
+    evidence (a boolean per chunk of the index)."""
+
+    id: str
+    query: str
+    relevant: np.ndarray
+
+
+def examples(assistant: Assistant, items: Sequence[GoldItem]) -> list[Example]:
+    """Each item's retrieval query and relevant chunks."""
+    retriever = assistant.retriever
+    documents = {d.doc_id: d for d in assistant.documents}
+    out = []
+    for item in items:
+        terms = question_terms(item.question, list(item.history) or None, retriever.vocabulary)
+        quotes = quote_spans(item, documents) if item.type != "unanswerable" else []
+        relevant = np.array([
+            any(holds(Span(c.doc_id, c.start, c.end), q) for q in quotes)
+            for c in retriever.chunks
+        ], dtype=bool)
+        out.append(Example(item.id, terms.query, relevant))
+    return out
+
+
+def out_of_fold(
+    assistant: Assistant,
+    items: Sequence[GoldItem],
+    refit: Sequence[Fitter],
+    *,
+    k: int = 3,
+    seed: int = 7,
+) -> list[tuple[list[int], Assistant]]:
+    """The items in ``k`` folds, each with the assistant whose ``refit`` sections were fitted
+    on the other folds only.
+
+    A section fitted on an item scores that item better than it will score a new question; a
+    later fitter that learned from such scores would trust them too much. So each later fitter
+    reads every item through sections that never saw it (cross-fitting). Only the sections the
+    assistant's tuning holds are refitted; without any, one fold holds every item.
+    """
+    present = [f for f in refit if f.section in assistant.tuning.sections]
+    if not present or len(items) < 2 * k:
+        return [(list(range(len(items))), assistant)]
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    out = []
+    for n in range(k):
+        held = sorted(order[n::k])
+        chosen = set(held)
+        train = [item for i, item in enumerate(items) if i not in chosen]
+        tuning = fit_all(assistant, train, fitters=present, base=assistant.tuning,
+                         fitted_on=assistant.tuning.fitted_on)
+        out.append((held, assistant.with_tuning(tuning)))
+    return out
+
+
+class AdapterFitter:
+    """The query adapter: a low-rank linear map of query vectors towards the chunks (and their
+    sentences) that hold each training question's evidence."""
+
+    section = "adapter"
+
+    def __init__(
+        self, rank: int = 16, l2: float = 0.1, steps: int = 200, temperature: float = 0.05
+    ) -> None:
+        self.rank, self.l2, self.steps, self.temperature = rank, l2, steps, temperature
+
+    def fit(self, assistant: Assistant, items: Sequence[GoldItem]) -> dict[str, Any]:
+        retriever = assistant.with_tuning(assistant.tuning.without("adapter")).retriever
+        found = [e for e in examples(assistant, items) if e.relevant.any()]
+        if not found:
+            return {}
+        queries = np.stack([retriever.embed(e.query) for e in found])
+        sentences = retriever.sentences
+        u, v = fit_adapter(
+            queries, np.stack([e.relevant for e in found]), retriever.generation.vectors(),
+            sentences.vectors if sentences is not None else None,
+            sentences.chunk if sentences is not None else None,
+            rank=self.rank, l2=self.l2, steps=self.steps, temperature=self.temperature,
+        )
+        adapter = Adapter(u.astype(np.float32), v.astype(np.float32))
+        return {**adapter.to_section(retriever.documents.keys()), "items": len(found)}
+
+
+class RelevanceFitter:
+    """The relevance calibration: a logistic fit of "holds gold evidence" on the search score
+    (and its gap to the search's best) of the top 10 of every item, answerable or not, each
+    item scored through sections fitted without it."""
+
+    section = "relevance"
+    depth = 10
+
+    def __init__(self, refit: Sequence[Fitter] = (), k: int = 3) -> None:
+        self.refit = list(refit)
+        self.k = k
+
+    def fit(self, assistant: Assistant, items: Sequence[GoldItem]) -> dict[str, Any]:
+        found = examples(assistant, items)
+        rows, labels = [], []
+        for held, view in out_of_fold(assistant, items, self.refit, k=self.k):
+            retriever = view.retriever
+            for i in held:
+                ranking = retriever.rank(found[i].query)
+                s = ranking.scores[: self.depth]
+                if not len(s):
+                    continue
+                rows.append(np.stack([s, s - s.max(), np.ones(len(s))], axis=1))
+                labels.append(found[i].relevant[ranking.chunks[: self.depth]].astype(np.float64))
+        if not rows:
+            return {}
+        x, y = np.concatenate(rows), np.concatenate(labels)
+        a, b, c = fit_logistic(x, y)
+        if a + b < 0:  # relevance must not rise down a list: keep the gap only
+            a = 0.0
+            b, c = fit_logistic(x[:, 1:], y)
+            b = max(b, 0.0)
+        on = assistant.retriever.scored_on
+        return {**Calibration(float(a), float(b), float(c), on).to_section(), "items": len(rows)}
+
+
+_ADAPTER = AdapterFitter()
+FITTERS: list[Fitter] = [_ADAPTER, RelevanceFitter(refit=[_ADAPTER], k=5)]
 """Every fitter, in the order they run: each sees the sections fitted before it."""
 
 
@@ -47,3 +183,4 @@ def fit_all(
         values = fitter.fit(assistant.with_tuning(tuning), items)
         tuning = tuning.with_section(fitter.section, values)
     return tuning
+
