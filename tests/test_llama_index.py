@@ -67,9 +67,9 @@ def test_retriever__nodes_are_verbatim_passages_with_offsets_metadata_and_0_to_1
         assert node.metadata == {"doc_id": passage.doc_id, "title": passage.title,
                                  "section": passage.section, "year": passage.year}
         assert node.ref_doc_id == passage.doc_id
-        assert passage.relevance is None  # until calibration lands: the documented fallback
-        assert scored.score == pytest.approx(fallback_relevance(passage.score))
-        assert 0 < scored.score < 1
+        assert passage.relevance is not None  # calibrated: the node's score is the relevance
+        assert scored.score == pytest.approx(passage.relevance)
+        assert 0 <= scored.score <= 1
     scores = [n.score for n in nodes]
     assert scores == sorted(scores, reverse=True)
 
