@@ -29,6 +29,12 @@ _LABELS = {
     "token_f1": "token F1",
     "abstention_unanswerable": "abstain (unanswerable)",
     "wrongful_abstention": "wrongful abstention",
+    "citation_precision_gold": "cit. precision (gold)",
+    "flawed_quotes": "flawed quotes (count)",
+    "decline_unanswerable": "decline (unanswerable)",
+    "wrongful_not_covered": "wrongful not covered",
+    "wrongful_partial": "wrongful partial",
+    "coverage_accuracy": "coverage = expected",
     "latency_p50_ms": "latency p50 (ms)",
     "latency_p95_ms": "latency p95 (ms)",
 }
@@ -43,7 +49,8 @@ def fmt(value: float | None, name: str = "") -> str:
     """A figure for a table: counts and milliseconds whole, rates with three decimals."""
     if value is None:
         return "—"
-    if "words" in name or name.startswith("latency") or name in {"items", "answerable", "failed"}:
+    if "words" in name or name.startswith("latency") or name in {"items", "answerable", "failed",
+                                                                 "flawed_quotes"}:
         return f"{value:.0f}"
     return f"{value:.3f}"
 
@@ -53,6 +60,7 @@ def target_text(name: str) -> str:
         return ""
     op, v = TARGETS[name]
     return f"{'≥' if op == '>=' else '≤'} {v:g}"
+
 
 
 def meets(name: str, value: float | None) -> bool | None:
