@@ -105,8 +105,8 @@ def format_cv(cv: CVRun) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     for n, tuning in enumerate(cv.tunings, start=1):
-        for name, values in sorted(tuning.sections.items()):
-            shown = ", ".join(f"{key}={value:g}" for key, value in sorted(values.items())
+        for name, section in sorted(tuning.sections.items()):
+            shown = ", ".join(f"{key}={value:g}" for key, value in sorted(section.items())
                               if isinstance(value, (int, float)))
             lines.append(f"fold {n} {name}: {shown}")
     sizes = ", ".join(str(len(run.items)) for run in cv.runs)
