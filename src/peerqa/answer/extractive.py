@@ -50,6 +50,8 @@ from .shape import Quote, compose
 SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
 MIN_RELEVANCE = 0.2  # a sentence less relevant than this is never considered...
 RELATIVE = 0.5  # ...nor one scoring under this share of the best sentence's score
+NEW_PASSAGE = 0.6  # ...nor one of a passage not yet cited under this share
+SAME_SOURCE = 0.9  # a source's next quote counts this much less
 PURPOSE_BONUS = 0.3  # a statement of aim, when the question asks what a study set out to do
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 NAMED_SHARE = 0.75
@@ -62,6 +64,7 @@ class Candidate:
     """A quotable unit of a retrieved passage, scored as a quote for the question."""
 
     hit_rank: int
+    doc: str
     unit: Quotable
     text: str
     tokens: frozenset[str]
@@ -113,14 +116,17 @@ def candidates(
             if purpose and "aim" in flaws(p.text, unit.start - p.start, unit.end - p.start).hard:
                 relevance += PURPOSE_BONUS  # what a study set out to do, asked for
             score = damp * relevance * (0.5 + 0.5 * prior)
-            out.append(Candidate(rank, unit, text, tokens, score, cov, sim, relevance))
+            out.append(Candidate(rank, p.doc_id, unit, text, tokens, score, cov, sim,
+                                 relevance))
     return out
 
 
 def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Near-duplicates: most words shared, or the same figure said in much the same words."""
     if not a or not b:
         return False
-    return len(a & b) / len(a | b) >= 0.6
+    overlap = len(a & b) / len(a | b)
+    return overlap >= 0.6 or (overlap >= 0.45 and any(t.isdigit() for t in a & b))
 
 
 def select(
@@ -131,20 +137,27 @@ def select(
     answering = [c for c in ranked if c.relevance >= min_relevance]
     if not answering:
         return []
-    floor = answering[0].score * RELATIVE
+    best = answering[0].score
     chosen: list[Candidate] = []
-    for cand in answering:
-        if len(chosen) >= limit or cand.score < floor:
-            break
-        # A sentence quoted with the one before it takes the place of that one alone.
-        inside = [c for c in chosen if cand.start <= c.start and c.end <= cand.end]
-        if inside and len(inside) == sum(cand.start < c.end and c.start < cand.end
-                                         for c in chosen):
-            chosen = [cand if c is inside[0] else c for c in chosen if c in inside[:1]
-                      or c not in inside]
+    left = [c for c in answering if c.score >= best * RELATIVE]
+    while left and len(chosen) < limit:
+        # Each quote already taken from a source lowers that source's next one a little, so
+        # a close second source is heard (and differing figures can be set side by side).
+        docs = [c.doc for c in chosen]
+        cand = max(left, key=lambda c: c.score * SAME_SOURCE ** docs.count(c.doc))
+        left.remove(cand)
+        if cand.hit_rank not in {c.hit_rank for c in chosen} and chosen \
+                and cand.score < best * NEW_PASSAGE:
+            continue  # another passage to cite must come closer to the best than a sentence
+        overlapping = [c for c in chosen if c.doc == cand.doc
+                       and cand.start < c.end and c.start < cand.end]
+        inside = [c for c in overlapping if cand.start <= c.start and c.end <= cand.end]
+        if overlapping and inside == overlapping:
+            # A sentence quoted with the one before it takes the place of that one alone.
+            chosen = [cand if c is inside[0] else c for c in chosen
+                      if c is inside[0] or c not in inside]
             continue
-        if any(_similar(cand.tokens, c.tokens) or (cand.start < c.end and c.start < cand.end)
-               for c in chosen):
+        if overlapping or any(_similar(cand.tokens, c.tokens) for c in chosen):
             continue
         chosen.append(cand)
     return chosen

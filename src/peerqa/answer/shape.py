@@ -125,7 +125,9 @@ def compose(
         for c in conflicts:
             for s in c.sides:
                 label = source_label(passages[s.number], titles)
-                when = f", as of {s.as_of}" if s.as_of else ""
+                entry = entry_of(passages[s.number])
+                label += f", in its entry {entry}" if entry else ""
+                when = f", a figure as of {s.as_of}" if s.as_of else ""
                 parts.append(("lead", f"{label}{when}:", None, None, False))
                 parts.append(("quote", s.quote, s.number, (s.start, s.end), True))
     rest = [q for q in quotes if (q.hit_rank, q.spans[0][0]) not in in_conflict]
@@ -198,3 +200,52 @@ def compose(
         conflicts=renumbered,
         parts=final,
     )
+
+
+# --------------------------------------------------------------------------- for the faces
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A run of an answer's parts as the faces lay it out: "banner" (partial or not covered,
+    ``text`` saying so), "lead" or "note" (peerqa's own line), "quotes" (a paragraph of
+    quotes), "list" (bulleted quotes), "differ" (``sides``: each a side's label, quote part
+    and conflict side)."""
+
+    kind: str
+    text: str = ""
+    parts: tuple[AnswerPart, ...] = ()
+    sides: tuple[tuple[str, AnswerPart, ConflictSide], ...] = ()
+
+
+def blocks(answer: Answer) -> list[Block]:
+    """An answer's parts grouped for display; the same for the terminal, Markdown and HTML."""
+    parts = list(answer.parts)
+    out: list[Block] = []
+    if answer.coverage == "partial":
+        out.append(Block("banner", answer.missing))
+        if parts and parts[0].own and parts[0].text == answer.missing:
+            parts = parts[1:]
+    elif answer.coverage == "not_covered":
+        out.append(Block("banner", " ".join(p.text for p in parts) or answer.text))
+        return out
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part.own and part.text == DIFFER and answer.conflicts:
+            sides = []
+            for side in (s for c in answer.conflicts for s in c.sides):
+                label, quote = parts[i + 1], parts[i + 2]
+                sides.append((label.text.rstrip(":"), quote, side))
+                i += 2
+            out.append(Block("differ", DIFFER, sides=tuple(sides)))
+        elif part.own:
+            out.append(Block(part.kind, part.text))
+        else:
+            kind = "list" if part.bullet else "quotes"
+            if out and out[-1].kind == kind and out[-1].parts:
+                out[-1] = Block(kind, parts=(*out[-1].parts, part))
+            else:
+                out.append(Block(kind, parts=(part,)))
+        i += 1
+    return out
