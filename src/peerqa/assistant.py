@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .answer.answerability import SECTION as ANSWERABILITY
-from .answer.answerability import Assessment, Phrases, Thresholds
+from .answer.answerability import Assessment, Phrases, Thresholds, Verdict, decide
 from .answer.extractive import choose, extractive_answer
 from .answer.judge import text_pieces
 from .answer.meaning import WordMeaning
@@ -336,7 +336,10 @@ class Assistant:
             yield self._extractive(question, hits, terms)
             return
         passages = [h.passage for h in hits]
-        for item in self._written().run(question, turns, passages, terms.query, stream=stream):
+        # The written answer passes the same answerability check as the offline one.
+        verdict = self._verdict(question, hits, terms)
+        for item in self._written().run(question, turns, passages, terms.query, stream=stream,
+                                        verdict=verdict, titles=self.titles):
             if isinstance(item, Fallback):
                 yield self._fall_back(question, hits, terms, item)
             elif isinstance(item, Interrupted):
@@ -384,6 +387,16 @@ class Assistant:
             meaning=self.meaning,
             phrases=self.phrases,
         )
+
+    def _verdict(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Verdict:
+        """The answerability check's verdict on the hits, as the offline answer would reach it."""
+        if not hits or not terms.weights:
+            return Verdict("not_covered")
+        s = self.settings
+        chosen = choose(question, hits, terms, self.retriever.vocabulary,
+                        max_sentences=s.max_sentences, max_list_sentences=s.max_list_sentences,
+                        titles=self.titles, meaning=self.meaning, phrases=self.phrases)
+        return decide(chosen.assessment, self.thresholds, min_coverage=s.min_coverage)
 
     def assess(
         self, question: str, history: Sequence[Mapping[str, Any]] | None = None

@@ -26,7 +26,8 @@ _QUALIFIER = r"(?:(?:around|about|approximately|nearly|over|more than|some|up to
              r"fewer than|less than|almost|roughly|only|just|an estimated|estimated)\s+)?"
 _FIGURE = re.compile(
     r"\b(" + _QUALIFIER + r"(\d[\d,]*(?:\.\d+)?%?|" + "|".join(_WORD_NUMBERS) + r"))"
-    r"\s+((?:[\w'’-]+\s+){0,11}[\w'’-]+)",
+    # What follows is looked at, not consumed: a year before a figure must not swallow it.
+    r"(?=\s+((?:[\w'’-]+\s+){0,11}[\w'’-]+))",
     re.I,
 )
 _YEARLIKE = re.compile(r"^(?:19|20)\d\d$")
@@ -37,7 +38,7 @@ _GENERIC = frozenset(tokenize(
 ))
 _OWN_YEAR = re.compile(
     r"\b(?:in|by|since|during|from|as of|at the end of|until|between)\s+(?:\w+\s+)?"
-    r"((?:19|20)\d\d)\b")
+    r"((?:19|20)\d\d)\b", re.I)
 _ENTRY_DATE = re.compile(
     r"\b(?:January|February|March|April|May|June|July|August|September|October|November|"
     r"December|Spring|Summer|Autumn|Winter)\s+((?:19|20)\d\d)\b")

@@ -249,3 +249,29 @@ def blocks(answer: Answer) -> list[Block]:
                 out.append(Block(kind, parts=(part,)))
         i += 1
     return out
+
+
+def cited_conflicts(
+    citations: Sequence[Citation], titles: Mapping[str, str]
+) -> tuple[list[Conflict], list[AnswerPart]]:
+    """Differing figures among the sentences an answer's citations highlight (a written
+    answer's, whose own sentences are not quotes), and the parts that show them verbatim."""
+    stated = [
+        Stated(c.number, c.doc_id, normalise(c.text[a - c.start : b - c.start]), a, b,
+               c.text[: a - c.start], c.year)
+        for c in citations for a, b in c.highlights
+    ]
+    conflicts = find_conflicts(stated)
+    parts: list[AnswerPart] = []
+    if conflicts:
+        parts.append(AnswerPart("lead", DIFFER))
+        by_number = {c.number: c for c in citations}
+        for conflict in conflicts:
+            for side in conflict.sides:
+                cited = by_number[side.number]
+                entry = entry_of(cited)
+                label = source_label(cited, titles) + (f", in its entry {entry}" if entry else "")
+                when = f", a figure as of {side.as_of}" if side.as_of else ""
+                parts.append(AnswerPart("lead", f"{label}{when}:"))
+                parts.append(AnswerPart("quote", side.quote, (side.number,), bullet=True))
+    return conflicts, parts
