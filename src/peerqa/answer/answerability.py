@@ -84,6 +84,8 @@ class Thresholds:
     name_focus: float = 1.01
     """A name the corpus never uses carrying at least this much of the question's meaning
     leaves it not covered, not partial (above 1: never)."""
+    named_quoted: float = 0.0
+    """1: a question about one named document is partial when no quote comes from it."""
 
     @classmethod
     def of(cls, section: Mapping[str, Any]) -> Thresholds:
@@ -142,6 +144,8 @@ class Assessment:
     named: tuple[str, ...] = ()
     named_relevance: dict[str, float] = field(default_factory=dict)
     """For each named document, the best relevance of its own evidence (0 if none)."""
+    named_quoted: tuple[str, ...] = ()
+    """The named documents the chosen quotes come from."""
     titles: dict[str, str] = field(default_factory=dict)
     options: tuple[str, ...] = ()
     """The alternatives of an either-or question ("weekly", "fortnightly")."""
@@ -295,15 +299,16 @@ def assess(
     """
     asked = asked_types(question)
     typed = {
-        kind: max((e.relevance for e in evidence if holds_type(kind, e.text)), default=0.0)
+        kind: max((e.relevance for e in evidence if holds_type(kind, e.text, question)),
+                  default=0.0)
         for kind in asked
     }
     counted = 0.0
     if "count" in asked:
         nouns = set() if asked["count"].startswith(("how much", "how big", "what size")) \
             else set(tokenize(_ASKING_WORDS.sub("", asked["count"]))) - FRAME
-        counted = max((e.relevance for e in evidence if counts(e.text, nouns)), default=0.0) \
-            if nouns else typed["count"]
+        counted = max((e.relevance for e in evidence if counts(e.text, nouns, question)),
+                      default=0.0) if nouns else typed["count"]
     specific = specific_terms(question, vocabulary, common_idf=TERM_FLOOR)
     seen = frozenset().union(*(e.tokens | e.context for e in evidence)) if evidence \
         else frozenset()
@@ -337,6 +342,7 @@ def assess(
         named=tuple(named),
         named_relevance={d: max((e.relevance for e in named_evidence.get(d, ())), default=0.0)
                          for d in named},
+        named_quoted=tuple(d for d in named if any(e.doc_id == d for e in evidence)),
         titles=dict(titles or {}),
         options=options,
         option_found=not option_stems or bool(option_stems & seen),
@@ -346,10 +352,6 @@ def assess(
 
 # --------------------------------------------------------------------------- the decision
 
-_TYPE_TOPIC = {
-    "money": "pay and costs", "percentage": "this", "band": "pay and grading",
-    "count": "numbers", "frequency": "timing", "duration": "timing", "date": "dates",
-}
 _ASKING_WORDS = re.compile(
     r"^(?:(?:by )?(?:what(?:'s|’s| is| was| are| were)?|which|how many|how much|how)\s+)?"
     r"(?:(?:the|a|an|exact|actual|typical|usual)\s+)*",
@@ -424,7 +426,8 @@ def decide(
              if term.stem not in said and a.focus.get(term.stem, 0.0) >= t.focal]
     terms_short = bool(a.unknown_names) or share < t.term_share or bool(focal) \
         or sum(term.idf for term in unknown) / total >= t.unknown_share
-    silent = tuple(d for d in a.named if a.named_relevance.get(d, 0.0) < t.named_relevance)
+    silent = tuple(d for d in a.named if a.named_relevance.get(d, 0.0) < t.named_relevance
+                   or (len(a.named) == 1 and t.named_quoted >= 0.5 and d not in a.named_quoted))
     if not wanting and a.option_found and not terms_short and not silent:
         return Verdict("answered")
     if not words:
@@ -441,7 +444,8 @@ def decide(
     sentences = [f"The documents {_join(gaps)}."] if gaps else []
     for d in silent:
         sentences.append(f"The {a.titles.get(d, d)} says nothing on this.")
+    # The quotes shown are about the question's matched words, not about the figure asked for.
     matched = [term.word for term in terms if a.matched[term.stem] >= t.meaning]
-    topic = _TYPE_TOPIC[wanting[0]] if wanting else _join(matched) if matched else ""
+    topic = "" if wanting else _join(matched) if matched else ""
     return Verdict("partial", " ".join(sentences) or "The documents answer only part of it.",
                    topic, silent)

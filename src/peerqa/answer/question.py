@@ -99,7 +99,8 @@ _ASKS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("percentage", re.compile(
         r"\b((?:what|by what|which) (?:percentage|proportion|share|fraction)|percentage|per ?cent|"
         r"(?:turnover|absence|response|completion|retention|success|drop-?out|readmission|"
-        r"sickness absence) rates?|effect sizes?|return on investment|how much is saved)\b",
+        r"sickness absence) rates?|effect sizes?|return on investment|how much is saved|"
+        r"(?:what|which) (?:\w+ )?(?:score|rating)s?)\b",
         re.I)),
     ("band", re.compile(
         r"\b((?:agenda for change |afc |pay )?bands?|(?:what|which) (?:\w+ ){0,3}(?:pay )?"
@@ -114,6 +115,7 @@ _ASKS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"(?:fortnightly|weekly|monthly))\b", re.I)),
     ("duration", re.compile(
         r"\b(how long|how many (?:days|weeks|months|years|hours|sessions)|what length|"
+        r"how much (?:\w+ )?time|"
         r"(?:length|duration) of)\b", re.I)),
     ("date", re.compile(
         r"(?:^|[.?!]\s+|\b(?:and|or)\s+)((?:when|since when|by when) (?:was|were|is|are|will|did|"
@@ -168,12 +170,28 @@ def asked_types(question: str) -> dict[str, str]:
     return found
 
 
-def holds_type(kind: str, text: str) -> bool:
+_CITED_YEAR = re.compile(r"\([^()]*\b(?:19|20)\d\d[a-z]?\)")
+_FIGURE_TOKEN = re.compile(r"\b\d[\d,.]*\b|\b(?:" + _NUMBER_WORDS + r")\b", re.I)
+
+
+def given(text: str, question: str) -> str:
+    """The text without what cannot answer the question's figure or date: the year of a
+    citation "(Cooper et al., 2024)" and the figures the question itself states."""
+    text = _CITED_YEAR.sub(" ", text)
+    stated = {m.group(0).lower() for m in _FIGURE_TOKEN.finditer(question)}
+    if not stated:
+        return text
+    return _FIGURE_TOKEN.sub(lambda m: " " if m.group(0).lower() in stated else m.group(0), text)
+
+
+def holds_type(kind: str, text: str, question: str = "") -> bool:
     """Whether a sentence holds an answer of this type (a count is not a year, a percentage
-    or an amount of money counts as a figure)."""
+    or an amount of money counts as a figure); figures the ``question`` states and the years
+    of citations do not count."""
     pattern = _HOLDS.get(kind)
     if pattern is None:
         return True
+    text = given(text, question)
     if kind in ("count", "duration"):
         text = _YEAR.sub(" ", text)
     return bool(pattern.search(text))
@@ -182,10 +200,12 @@ def holds_type(kind: str, text: str) -> bool:
 _COUNTED = re.compile(r"\b(\d[\d,.]*|" + _NUMBER_WORDS + r")\b((?:\W+[\w'’-]+){0,5})", re.I)
 
 
-def counts(text: str, nouns: set[str] | frozenset[str]) -> bool:
-    """Whether the text gives a number of ``nouns`` (stems): a figure, not a year, with one of
-    them among the five words after it ("11 Peer Support Workers", "five Health Board areas")."""
-    return any(nouns & set(tokenize(m.group(2))) for m in _COUNTED.finditer(_YEAR.sub(" ", text)))
+def counts(text: str, nouns: set[str] | frozenset[str], question: str = "") -> bool:
+    """Whether the text gives a number of ``nouns`` (stems): a figure, not a year nor one the
+    question states, with one of them among the five words after it ("11 Peer Support
+    Workers", "five Health Board areas")."""
+    plain = _YEAR.sub(" ", given(text, question))
+    return any(nouns & set(tokenize(m.group(2))) for m in _COUNTED.finditer(plain))
 
 
 def named_documents(question: str, vocabulary: Vocabulary) -> list[str]:

@@ -117,7 +117,7 @@ def compose(
     if coverage == "partial":
         parts.append(("lead", missing, None, None, False))
         parts.append(("lead", f"What they say about {topic}:" if topic
-                      else "What they do say:", None, None, False))
+                      else "The nearest they come:", None, None, False))
     conflicts = _conflicts(quotes, passages)
     in_conflict = {(s.number, s.start) for c in conflicts for s in c.sides}
     if conflicts:

@@ -55,12 +55,13 @@ class Point:
 
 
 GRID: dict[str, tuple[float, ...]] = {
-    "min_relevance": (0.2, 0.25, 0.3),
+    "min_relevance": (0.2, 0.25),
     "focus": (0.25, 0.3, 0.35, 0.4),
     "count_noun": (0.0, 1.0),
     "meaning": (0.5, 0.55, 0.6),
     "focal": (0.06, 0.08, 0.1, 0.12, 0.15, 1.01),
     "named_relevance": (0.0, 0.25),
+    "named_quoted": (0.0, 1.0),
     "name_focus": (0.1, 0.15, 0.2, 0.3, 1.01),
     "term_share": (0.0,),
     "common_idf": (1.0,),

@@ -234,9 +234,11 @@ def evaluate_answer(
         ],
         flawed=flawed,
     )
-    n_passages = len(answer.passages)
-    result.ranking_matches_answer = [p.chunk_id for p in answer.passages] == \
-        [p.chunk_id for p in ranking[:n_passages]]
+    # The retrieval figures read the ranking's first k passages: they must be the answer's first
+    # k (a comparison appends each named document's own passages after them).
+    n = min(k, len(answer.passages))
+    result.ranking_matches_answer = [p.chunk_id for p in answer.passages[:n]] == \
+        [p.chunk_id for p in ranking[:n]]
     result.failures = _failures(result, k)
     return result
 
