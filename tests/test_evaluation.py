@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -392,6 +393,12 @@ def test_run_eval_and_report__on_the_tiny_corpus(tiny_assistant, tmp_path):
                                                 "llama-index top 3"]
     page = render(run)
     assert "<svg" in page and "<script" not in page
+    # Every answer beside its gold answer, with the coverage given and the one expected.
+    side = page.split("Every answer beside its gold answer")[1].split("<h2>")[0]
+    for r in run.items:
+        assert r.id in side and html.escape(r.answer.split("\n")[0], quote=True) in side
+    assert {r.expected_coverage for r in run.items} == {"answered", "not_covered"}
+    assert run.overall["flawed_quotes"] == 0.0 and "decline_unanswerable" in run.overall
     assert "<b>bonus</b>" not in page  # gold text is escaped wherever it appears
     json.dumps(run.to_dict())
 
