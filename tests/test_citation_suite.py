@@ -67,5 +67,7 @@ def test_aggregates__stay_at_or_above_their_floors(gold_run, limits):
 def test_floors__cover_the_figures_the_issue_sets_targets_for(limits):
     bounded = set(limits["floors"]) | set(limits["ceilings"])
     for name in ("hit@5", "citation_correctness", "citation_recall", "citation_precision",
-                 "abstention_unanswerable", "wrongful_abstention", "max_passage_words"):
+                 "abstention_unanswerable", "wrongful_abstention", "max_passage_words",
+                 "decline_unanswerable", "wrongful_not_covered", "wrongful_partial",
+                 "citation_precision_gold", "flawed_quotes", "key_fact_coverage"):
         assert name in bounded, f"{name} has no floor or ceiling in {FLOORS.name}"

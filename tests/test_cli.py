@@ -28,7 +28,10 @@ def test_cli_ask_json__has_the_api_fields(corpus_index_dir, assistant):
     r = _peerqa("ask", "What training do peer workers need?", "--json", index_dir=corpus_index_dir)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert set(data) >= {"text", "citations", "abstained"}
+    assert set(data) >= {"text", "citations", "abstained", "coverage", "missing", "conflicts",
+                         "parts"}
+    assert data["coverage"] in ("answered", "partial", "not_covered")
+    assert {p["kind"] for p in data["parts"]} >= {"lead", "quote"}
     c = data["citations"][0]
     assert set(c) >= {"number", "doc_id", "title", "section", "text", "start", "end", "score"}
     assert data == assistant.ask("What training do peer workers need?").to_dict()

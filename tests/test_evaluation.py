@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -266,7 +267,8 @@ def test_evaluate_answer__answering_an_unanswerable_item_fails():
                                                        ranking), ranking, DOCS, k=5)
     assert r.metrics["abstention_unanswerable"] == 0.0
     assert "hit@5" not in r.metrics and "wrongful_abstention" not in r.metrics
-    assert any("should abstain" in f for f in r.failures)
+    assert r.metrics["decline_unanswerable"] == 0.0
+    assert any("should decline" in f for f in r.failures)
 
 
 def test_evaluate_answer__a_quote_that_is_not_the_document_text_breaks_fidelity():
@@ -391,6 +393,12 @@ def test_run_eval_and_report__on_the_tiny_corpus(tiny_assistant, tmp_path):
                                                 "llama-index top 3"]
     page = render(run)
     assert "<svg" in page and "<script" not in page
+    # Every answer beside its gold answer, with the coverage given and the one expected.
+    side = page.split("Every answer beside its gold answer")[1].split("<h2>")[0]
+    for r in run.items:
+        assert r.id in side and html.escape(r.answer.split("\n")[0], quote=True) in side
+    assert {r.expected_coverage for r in run.items} == {"answered", "not_covered"}
+    assert run.overall["flawed_quotes"] == 0.0 and "decline_unanswerable" in run.overall
     assert "<b>bonus</b>" not in page  # gold text is escaped wherever it appears
     json.dumps(run.to_dict())
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from peerqa.answer.extractive import extractive_answer, holds_figure, unknown_names
-from peerqa.answer.question import is_list_question, question_terms
+from peerqa.answer.answerability import Thresholds, unknown_names
+from peerqa.answer.extractive import extractive_answer
+from peerqa.answer.question import holds_type, is_list_question, question_terms
 from peerqa.retrieval import Hit, Vocabulary
 from peerqa.text import sentence_spans, tokenize
 from peerqa.types import Document, Passage
 
-LIMITS = {"max_sentences": 4, "max_list_sentences": 6, "min_coverage": 0.15}
+LIMITS = {"max_sentences": 4, "max_list_sentences": 6, "min_coverage": 0.15,
+          "thresholds": Thresholds(), "titles": {}}
 
 
 def _answer(assistant, question, history=None):
     r = assistant.retriever
     terms = question_terms(question, history, r.vocabulary)
     hits = r.search(terms.query, 6, mentioned=terms.mentioned)
-    return extractive_answer(question, hits, terms, r.vocabulary, **LIMITS)
+    return extractive_answer(question, hits, terms, r.vocabulary, meaning=assistant.meaning,
+                             phrases=assistant.phrases, **LIMITS)
 
 
 def test_answer__quotes_the_sentence_that_answers_verbatim_with_its_marker(tiny_fake):
@@ -37,15 +40,21 @@ def test_answer__abstains_on_a_name_the_corpus_never_uses(tiny_fake):
         == ["Welsh"]
 
 
-def test_answer__abstains_when_a_figure_is_asked_and_none_is_given(tiny_fake):
-    assert _answer(tiny_fake, "What is the cost of supervision?").abstained
-    assert not _answer(tiny_fake, "How many peer workers did the coastal pilot employ?").abstained
-    assert holds_figure("six peer workers") and not holds_figure("in 2019 they met")
+def test_answer__a_figure_asked_and_not_given_is_partial_and_says_what_is_missing(tiny_fake):
+    answer = _answer(tiny_fake, "What is the cost of supervision?")
+    assert answer.coverage == "partial" and not answer.abstained
+    assert answer.missing.startswith("The documents give no figure for the cost")
+    assert answer.parts[0].kind == "lead" and answer.parts[0].text == answer.missing
+    counted = _answer(tiny_fake, "How many peer workers did the coastal pilot employ?")
+    assert counted.coverage == "answered" and "six peer workers" in counted.text
+    assert holds_type("count", "six peer workers") and not holds_type("count", "in 2019 they met")
 
 
 def test_answer__either_or_question_needs_one_of_its_options(tiny_fake):
-    assert _answer(tiny_fake, "Should supervision be weekly or fortnightly?").abstained
-    assert not _answer(tiny_fake, "Should supervision be weekly or monthly?").abstained
+    neither = _answer(tiny_fake, "Should supervision be weekly or fortnightly?")
+    assert neither.coverage != "answered"
+    assert "fortnightly" in neither.missing
+    assert _answer(tiny_fake, "Should supervision be weekly or monthly?").coverage == "answered"
 
 
 def test_follow_up__borrows_the_previous_question(tiny_fake):
@@ -81,6 +90,7 @@ def test_selection__drops_near_duplicates_and_sentences_sharing_no_word():
     terms = question_terms("How often should peer workers get supervision?", None, vocab)
     answer = extractive_answer("How often should peer workers get supervision?", [_hit()],
                                terms, vocab, **LIMITS)
+    assert answer.coverage == "answered"  # "how often", and the quote says "monthly"
     assert answer.text.count("Supervision should happen monthly") == 1  # near-duplicate dropped
     assert "canteen" not in answer.text
     assert [c.number for c in answer.citations] == [1]

@@ -230,7 +230,9 @@ def test_readme_section__its_examples_run_offline(
     namespace: dict[str, Any] = {}
     exec(blocks[0], namespace)
     printed = capsys.readouterr().out.splitlines()
-    assert len(printed) == 5 + 3 and printed[6].startswith("[1")
+    # 5 passages, the answer (one line or more), its citation numbers, its coverage
+    assert len(printed) >= 5 + 3 and printed[-2].startswith("[1")
+    assert printed[-1].split()[0] in {"answered", "partial"}
     namespace["other_retriever"] = namespace["assistant"].as_retriever(
         k=3, doc_ids=["hee-evidence-brief"])
     exec(blocks[1], namespace)

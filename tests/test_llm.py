@@ -24,7 +24,7 @@ from peerqa import (
     ConfigurationError,
     Settings,
 )
-from peerqa.answer.judge import check_citations, marked_sentences, supports
+from peerqa.answer.judge import check_citations, judged_text, marked_sentences, supports
 from peerqa.answer.outcome import ABSTAIN_TEXT
 from peerqa.answer.prompt import NOT_COVERED, build_prompt
 from peerqa.answer.verifier import UNSUPPORTED_FLAG, Verifier
@@ -81,10 +81,10 @@ def assert_verified(answer: Answer) -> None:
     numbers = [c.number for c in answer.citations]
     assert numbers == list(range(1, len(numbers) + 1))
     by_number = {c.number: c for c in answer.citations}
-    for sentence in marked_sentences(answer.text):
+    for sentence in marked_sentences(judged_text(answer)):  # peerqa's own lines are not claims
         assert sentence.numbers, sentence.text
         assert supports(sentence.text, [by_number[n].text for n in sentence.numbers])
-    checks = check_citations(answer.text, answer.citations)
+    checks = check_citations(answer.text, answer.citations, answer.parts)
     assert checks.markers_resolve and checks.all_citations_used
     assert checks.unsupported_sentences == []
 
@@ -499,7 +499,9 @@ def test_ask__model_saying_the_sources_do_not_answer_abstains(
     fake_openai.script(NOT_COVERED)
     answer = make_assistant().ask("What do peer workers earn in Wales?")
     assert answer.abstained and answer.mode == "openai"
-    assert answer.text == ABSTAIN_TEXT and answer.citations == []
+    # The offline check agrees, and names what the documents never mention.
+    assert answer.text == f"{ABSTAIN_TEXT}\n{answer.missing}" and "Wales" in answer.missing
+    assert answer.citations == []
     assert answer.closest
 
 
@@ -608,3 +610,66 @@ def test_ask__uncited_sentence_with_a_link_is_never_shown_even_when_flagging(
     flagged = make_assistant(openai_unsupported="flag").ask(QUESTION)
     assert "example.org" not in flagged.text
     assert flagged.text.startswith(SUPERVISION)
+
+
+# --------------------------------------------------------------------------- three outcomes
+
+POSTS_2012 = "In 2012 there were around 37 peer workers in paid employment in Scotland."
+POSTS_2016 = "In 2016 there were around 80 paid peer workers in mental health services in Scotland."
+
+
+@pytest.mark.server
+def test_ask__model_answering_part_says_what_is_missing_as_peerqas_own_line(
+    make_assistant: Callable[..., Assistant], fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.script(reply(lambda b: (
+        "Not covered: a salary figure for peer workers.\n"
+        f"{SUPERVISION} [{cite(b, 'regular supervision')}]."
+    )))
+    answer = make_assistant().ask("What salary and supervision do peer workers get?")
+    assert answer.coverage == "partial" and not answer.abstained
+    assert answer.missing == "The sources do not give a salary figure for peer workers."
+    assert answer.parts[0].kind == "lead" and answer.parts[0].text == answer.missing
+    assert answer.text.startswith(answer.missing + "\n")
+    assert [p.kind for p in answer.parts[1:]] == ["written"]
+    assert answer.checks.unsupported_sentences == []  # peerqa's line is not judged as a claim
+    system = fake_openai.requests[0]["body"]["messages"][0]["content"]
+    assert "Not covered: " in system and "The documents differ:" in system
+
+
+@pytest.mark.server
+def test_ask__written_answer_passes_the_same_answerability_check(
+    make_assistant: Callable[..., Assistant], fake_openai: FakeOpenAI
+) -> None:
+    # The model answers as if nothing were missing; the offline check sees no figure.
+    fake_openai.script(reply(lambda b: f"{SUPERVISION} [{cite(b, 'regular supervision')}]."))
+    answer = make_assistant().ask("What is the cost of supervision for peer workers?")
+    assert answer.mode == "openai" and answer.coverage == "partial"
+    assert answer.missing.startswith("The documents give no figure for the cost")
+    assert_verified(answer)
+
+
+@pytest.mark.server
+def test_ask__written_answer_shows_differing_figures_verbatim(
+    make_assistant: Callable[..., Assistant], fake_openai: FakeOpenAI, tiny_corpus: Path
+) -> None:
+    (tiny_corpus / "framework.md").write_text(
+        f"# Values framework\n\n## Numbers\n\n{POSTS_2012} Many more volunteer.\n",
+        encoding="utf-8")
+    (tiny_corpus / "insight.md").write_text(
+        f"# Insight on peer roles\n\n## Growth\n\n{POSTS_2016} Most are in charities.\n",
+        encoding="utf-8")
+    fake_openai.script(reply(lambda b: (
+        "The documents differ:\n"
+        f"- {POSTS_2012[:-1]} [{cite(b, 'around 37')}].\n"
+        f"- {POSTS_2016[:-1]} [{cite(b, 'around 80')}]."
+    )))
+    answer = make_assistant(corpus=tiny_corpus).ask("How many paid peer workers are in Scotland?")
+    assert answer.coverage == "answered" and len(answer.conflicts) == 1
+    sides = {s.value: s for s in answer.conflicts[0].sides}
+    assert set(sides) == {"around 37", "around 80"}
+    assert sides["around 37"].as_of == "2012" and sides["around 80"].as_of == "2016"
+    assert "The documents differ:" in answer.text
+    by_number = {c.number: c for c in answer.citations}
+    assert {by_number[s.number].doc_id for s in sides.values()} == {"framework", "insight"}
+    assert_verified(answer)

@@ -12,17 +12,17 @@ import pytest
 from peerqa.assistant import Assistant
 from peerqa.evaluation import Evidence, GoldItem
 from peerqa.evaluation.cv import cross_validate
-from peerqa.evaluation.fitting import (
-    FITTERS,
-    AdapterFitter,
-    RelevanceFitter,
-    examples,
-    fit_all,
-    out_of_fold,
-)
+from peerqa.evaluation.fit_ranking import AdapterFitter, RelevanceFitter
+from peerqa.evaluation.fitting import Fitter, examples, fit_all, out_of_fold
 from peerqa.evaluation.learners import fit_adapter, fit_logistic
 from peerqa.ranking import DEFAULT_CALIBRATION, Adapter, Calibration
 from peerqa.tuning import UNTUNED, load_tuning
+
+
+def _ranking_fitters() -> list[Fitter]:
+    adapter = AdapterFitter()
+    return [adapter, RelevanceFitter(refit=[adapter], k=5)]
+
 
 # Everyday wording on purpose: the documents say "supervision", "accredited course", "pay".
 QUESTIONS = [
@@ -204,7 +204,7 @@ def test_examples__labels_come_only_from_the_items_gold_quotes(tiny_fake):
 
 
 def test_fit_all__writes_sections_the_retriever_reads_and_uses(tiny_fake):
-    tuning = fit_all(tiny_fake, _items(), fitters=FITTERS)
+    tuning = fit_all(tiny_fake, _items(), fitters=_ranking_fitters())
     assert set(tuning.sections) == {"adapter", "relevance"}
     assert tuning.section("adapter")["dim"] == tiny_fake.embedder.dim
     assert tuning.section("relevance")["on"] == "fused+adapter"
@@ -249,9 +249,9 @@ def test_out_of_fold__scores_each_item_through_sections_fitted_without_it(tiny_f
 
 def test_fitters__carry_nothing_from_one_fit_to_the_next(tiny_fake):
     a, b = _items(1), _items(2)[len(QUESTIONS):]
-    first = fit_all(tiny_fake, a, fitters=FITTERS)
-    fit_all(tiny_fake, b, fitters=FITTERS)
-    assert fit_all(tiny_fake, a, fitters=FITTERS) == first
+    first = fit_all(tiny_fake, a, fitters=_ranking_fitters())
+    fit_all(tiny_fake, b, fitters=_ranking_fitters())
+    assert fit_all(tiny_fake, a, fitters=_ranking_fitters()) == first
 
 
 def test_cross_validate__the_fitters_never_see_the_fold_they_are_scored_on(tiny_fake):

@@ -16,10 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .answer.extractive import extractive_answer
+from .answer.answerability import SECTION as ANSWERABILITY
+from .answer.answerability import Assessment, Phrases, Thresholds, Verdict, decide
+from .answer.extractive import choose, extractive_answer
 from .answer.judge import text_pieces
+from .answer.meaning import WordMeaning
 from .answer.outcome import abstention
-from .answer.question import QuestionTerms, question_terms
+from .answer.question import QuestionTerms, focus_query, named_documents, question_terms
 from .answer.written import (
     Fallback,
     Interrupted,
@@ -43,6 +46,9 @@ if TYPE_CHECKING:
     from llama_index.core.retrievers import BaseRetriever
 
 __all__ = ["Assistant", "IndexInfo", "normalise_history"]
+
+PER_DOCUMENT = 2
+"""Passages each document named in a comparison contributes at least."""
 
 
 def normalise_history(history: Any) -> list[dict[str, str]]:
@@ -92,6 +98,8 @@ class Assistant:
         self._corpus: Corpus | None = None
         self._retriever: Retriever | None = None
         self._writer: WrittenAnswerer | None = None
+        self._meaning: WordMeaning | None = None
+        self._phrases: Phrases | None = None
         self._lock = threading.RLock()
         self.store = IndexStore(
             self.settings.resolved_index_dir,
@@ -296,7 +304,27 @@ class Assistant:
         retriever = self.retriever
         terms = question_terms(question, turns, retriever.vocabulary)
         hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
-        return question, turns, hits, terms
+        return question, turns, self._compared(question, hits, ids), terms
+
+    def _compared(self, question: str, hits: list[Hit], ids: list[str] | None) -> list[Hit]:
+        """For a question naming two or more documents, each named document's own best
+        passages join the hits: a comparison needs every side, not only the closest one's."""
+        retriever = self.retriever
+        named = [d for d in named_documents(question, retriever.vocabulary)
+                 if ids is None or d in ids]
+        if len(named) < 2:
+            return hits
+        focus = focus_query(question, retriever.vocabulary)
+        seen = {h.passage.chunk_id for h in hits}
+        extra: list[Hit] = []
+        for doc_id in named:
+            if sum(h.passage.doc_id == doc_id for h in hits) >= PER_DOCUMENT:
+                continue
+            for hit in retriever.search(focus, PER_DOCUMENT, [doc_id]):
+                if hit.passage.chunk_id not in seen:
+                    seen.add(hit.passage.chunk_id)
+                    extra.append(hit)
+        return [*hits, *extra]
 
     def ask(
         self,
@@ -346,7 +374,10 @@ class Assistant:
             yield self._extractive(question, hits, terms)
             return
         passages = [h.passage for h in hits]
-        for item in self._written().run(question, turns, passages, terms.query, stream=stream):
+        # The written answer passes the same answerability check as the offline one.
+        verdict = self._verdict(question, hits, terms)
+        for item in self._written().run(question, turns, passages, terms.query, stream=stream,
+                                        verdict=verdict, titles=self.titles):
             if isinstance(item, Fallback):
                 yield self._fall_back(question, hits, terms, item)
             elif isinstance(item, Interrupted):
@@ -356,6 +387,32 @@ class Assistant:
             else:
                 yield item
 
+    @property
+    def thresholds(self) -> Thresholds:
+        """The answerability check's thresholds: fitted (the tuning), else their defaults."""
+        return Thresholds.of(self.tuning.section(ANSWERABILITY))
+
+    @property
+    def meaning(self) -> WordMeaning:
+        """Words compared by their vectors (the index's embedder), each embedded once."""
+        with self._lock:
+            if self._meaning is None:
+                self._meaning = WordMeaning(self.embedder)
+            return self._meaning
+
+    @property
+    def phrases(self) -> Phrases:
+        """The corpus's text as the answerability check looks names up in it."""
+        with self._lock:
+            if self._phrases is None:
+                self._phrases = Phrases([d.text for d in self.documents])
+            return self._phrases
+
+    @property
+    def titles(self) -> dict[str, str]:
+        """How answers name each document: its short title, else its title."""
+        return {d.doc_id: d.short_title or d.title for d in self.documents}
+
     def _extractive(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Answer:
         s = self.settings
         return extractive_answer(
@@ -363,7 +420,33 @@ class Assistant:
             max_sentences=s.max_sentences,
             max_list_sentences=s.max_list_sentences,
             min_coverage=s.min_coverage,
+            thresholds=self.thresholds,
+            titles=self.titles,
+            meaning=self.meaning,
+            phrases=self.phrases,
         )
+
+    def _verdict(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Verdict:
+        """The answerability check's verdict on the hits, as the offline answer would reach it."""
+        if not hits or not terms.weights:
+            return Verdict("not_covered")
+        s = self.settings
+        chosen = choose(question, hits, terms, self.retriever.vocabulary,
+                        max_sentences=s.max_sentences, max_list_sentences=s.max_list_sentences,
+                        titles=self.titles, meaning=self.meaning, phrases=self.phrases)
+        return decide(chosen.assessment, self.thresholds, min_coverage=s.min_coverage)
+
+    def assess(
+        self, question: str, history: Sequence[Mapping[str, Any]] | None = None
+    ) -> Assessment:
+        """What the answerability check finds for a question, before its thresholds: what
+        fitting them needs (``evaluation/fitting.py``)."""
+        question, _, hits, terms = self._prepare(question, history, None, None)
+        s = self.settings
+        return choose(question, hits, terms, self.retriever.vocabulary,
+                      max_sentences=s.max_sentences, max_list_sentences=s.max_list_sentences,
+                      titles=self.titles,
+                      meaning=self.meaning, phrases=self.phrases).assessment
 
     def _fall_back(
         self, question: str, hits: Sequence[Hit], terms: QuestionTerms, fallback: Fallback

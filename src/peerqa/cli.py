@@ -229,6 +229,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             json_path = Path(args.json)
             json_path.write_text(json.dumps({
                 "k": cv.k, "seed": cv.seed, "fitted": cv.fitted, "pooled": cv.pooled,
+                "tunings": [t.sections for t in cv.tunings],
                 "folds": [run.to_dict() for run in cv.runs]}, indent=2) + "\n", encoding="utf-8")
             print(f"per-fold results: {args.json}", file=sys.stderr)
         return 0
@@ -245,13 +246,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from .evaluation import load_gold_items
+    from .evaluation.fitters import default_fitters
     from .evaluation.fitting import fit_all
     from .tuning import SHIPPED
 
     assistant = _assistant(args)
     _ensure_index(assistant, args)
     items, source = load_gold_items(args.gold)
-    tuning = fit_all(assistant, items, fitted_on=f"{Path(source).name}: {len(items)} items")
+    fitters = default_fitters()
+    tuning = fit_all(assistant, items, fitters=fitters,
+                     fitted_on=f"{Path(source).name}: {len(items)} items")
+    for fitter in fitters:
+        describe = getattr(fitter, "describe", None)
+        if describe is not None:  # a fitter with a trade-off to show prints it
+            print(describe())
     out = tuning.save(args.out or SHIPPED)
     print(f"Fitted {', '.join(sorted(tuning.sections)) or 'nothing'} on {len(items)} gold "
           f"items; wrote {out}")

@@ -12,12 +12,15 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .answer.shape import Block, blocks
 from .text import MARKER, year_label
-from .types import Answer, Citation, Document, Passage
+from .types import Answer, AnswerPart, Citation, Document, Passage
 
 if TYPE_CHECKING:
     from .indexing import IndexInfo
 
+BANNERS = {"partial": "Partial answer.", "not_covered": "Not covered."}
+"""How an answer that is not a full one announces itself, before anything else."""
 CONTEXT_CHARS = 280
 """Characters of document text shown before and after a quoted passage."""
 BOLD, RESET = "\033[1m", "\033[0m"
@@ -179,12 +182,41 @@ def _answer_text_html(text: str, anchors: Mapping[int, str]) -> str:
     return "".join(out)
 
 
+def _block_html(b: Block, coverage: str, anchors: Mapping[int, str]) -> str:
+    """One block of an answer: a banner, peerqa's own line, quotes, or the documents' figures
+    side by side. peerqa's words are bold or plain; quotes are block quotes or list items."""
+    def said(part: AnswerPart) -> str:
+        return _answer_text_html(part.marked, anchors)
+
+    if b.kind == "banner":
+        extra = " pq-abstain" if coverage == "not_covered" else ""
+        return (f'<div class="pq-banner pq-{coverage.replace("_", "-")}{extra}" role="note">'
+                f"<strong>{BANNERS[coverage]}</strong> {html_text(b.text)}</div>")
+    if b.kind in ("lead", "note"):
+        inner = f"<strong>{html_text(b.text)}</strong>" if b.kind == "lead" else html_text(b.text)
+        return f'<p class="pq-{b.kind}">{inner}</p>'
+    if b.kind == "quotes":
+        return f'<blockquote class="pq-said">{" ".join(said(p) for p in b.parts)}</blockquote>'
+    if b.kind == "list":
+        return '<ul class="pq-said">' + "".join(f"<li>{said(p)}</li>" for p in b.parts) + "</ul>"
+    rows = "".join(
+        f"<li><strong>{html_text(label)}</strong>: {html_text(side.value)} — "
+        f"<q>{said(part)}</q></li>" for label, part, side in b.sides
+    )
+    return (f'<div class="pq-conflicts" role="note"><p><strong>{html_text(b.text)}</strong></p>'
+            f"<ul>{rows}</ul></div>")
+
+
 def answer_html(answer: Answer, documents: Mapping[str, Document], turn: str) -> str:
-    """An answer for the chat: text with clickable [n] markers, then its sources in context."""
+    """An answer for the chat: a banner when it is partial or not covered, peerqa's lines and
+    the quotes with clickable [n] markers, differing figures in a box, then the sources."""
     anchors = {c.number: f"pq-{turn}-s{c.number}" for c in answer.citations}
     parts = [f'<div class="pq-answer" id="pq-{turn}">']
-    text_class = "pq-text pq-abstain" if answer.abstained else "pq-text"
-    parts.append(f'<p class="{text_class}">{_answer_text_html(answer.text, anchors)}</p>')
+    if answer.parts:
+        parts.extend(_block_html(b, answer.coverage, anchors) for b in blocks(answer))
+    else:  # an answer made without parts: its text as it is
+        text_class = "pq-text pq-abstain" if answer.abstained else "pq-text"
+        parts.append(f'<p class="{text_class}">{_answer_text_html(answer.text, anchors)}</p>')
     for notice in answer.notices:
         parts.append(f'<p class="pq-notice">Note: {html_text(notice)}</p>')
     if answer.citations:
@@ -261,12 +293,38 @@ def _source_md(
     ]
 
 
+def _block_md(b: Block, coverage: str, numbers: set[int]) -> str:
+    def said(part: AnswerPart) -> str:
+        return "“" + _answer_text_md(part.text, numbers) + "”" + _answer_text_md(
+            "".join(f" [{n}]" for n in part.numbers), numbers)
+
+    if b.kind == "banner":
+        return f"**{BANNERS[coverage]}** {md_text(b.text)}"
+    if b.kind == "lead":
+        return f"**{md_text(b.text)}**"
+    if b.kind == "note":
+        return f"*{md_text(b.text)}*"
+    if b.kind == "quotes":
+        return "> " + " ".join(said(p) for p in b.parts)
+    if b.kind == "list":
+        return "\n".join(f"- {said(p)}" for p in b.parts)
+    return f"**{md_text(b.text)}**\n\n" + "\n".join(
+        f"- **{md_text(label)}**: {md_text(side.value)} — {said(part)}"
+        for label, part, side in b.sides)
+
+
 def answer_markdown(answer: Answer, question: str | None = None) -> str:
-    """An answer as Markdown: the text with [n] markers, then each numbered source quoted."""
+    """An answer as Markdown: a banner when it is partial or not covered, peerqa's lines in
+    bold, the quotes with their [n] markers, then each numbered source quoted."""
     out = []
     if question:
         out += [f"**Question:** {md_text(' '.join(question.split()))}", ""]
-    out += [_answer_text_md(answer.text, {c.number for c in answer.citations}), ""]
+    numbers = {c.number for c in answer.citations}
+    if answer.parts:
+        for b in blocks(answer):
+            out += [_block_md(b, answer.coverage, numbers), ""]
+    else:
+        out += [_answer_text_md(answer.text, numbers), ""]
     for notice in answer.notices:
         out += [f"*Note: {md_text(notice)}*", ""]
     if answer.citations:
@@ -330,9 +388,33 @@ def _source_lines(label: str, item: Citation | Passage, quote: str) -> list[str]
     ]
 
 
+def _block_lines(b: Block, coverage: str, color: bool) -> list[str]:
+    def said(part: AnswerPart) -> str:
+        return f"“{part.text}”" + "".join(f" [{n}]" for n in part.numbers)
+
+    def strong(text: str) -> str:
+        return f"{BOLD}{text}{RESET}" if color else text
+
+    if b.kind == "banner":
+        return [strong(BANNERS[coverage]) + " " + _wrap(b.text)]
+    if b.kind in ("lead", "note"):
+        return [strong(b.text) if b.kind == "lead" else _wrap(b.text)]
+    if b.kind == "quotes":
+        return [_wrap(" ".join(said(p) for p in b.parts), "    ")]
+    if b.kind == "list":
+        return [_wrap(f"- {said(p)}", "    ") for p in b.parts]
+    return [strong(b.text)] + [_wrap(f"- {label}: {side.value} — {said(part)}", "    ")
+                               for label, part, side in b.sides]
+
+
 def format_answer(answer: Answer, color: bool = False) -> str:
-    """An answer for a terminal: the text, then each numbered source with its quoted passage."""
-    out = [_wrap(answer.text), ""]
+    """An answer for a terminal: a banner when it is partial or not covered, peerqa's lines and
+    the quotes, then each numbered source with its quoted passage."""
+    if answer.parts:
+        out = [line for b in blocks(answer) for line in _block_lines(b, answer.coverage, color)]
+        out.append("")
+    else:
+        out = [_wrap(answer.text), ""]
     if answer.abstained:
         if answer.passages:
             out.append("Closest material (not an answer):")

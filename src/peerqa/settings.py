@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         1000, ge=10, description="Longest question accepted, in characters."
     )
     min_coverage: float = Field(
-        0.15,
+        0.12,
         ge=0,
         le=1,
         description="Abstain when retrieved passages cover less than this share of the question.",

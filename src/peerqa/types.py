@@ -180,14 +180,29 @@ class AnswerPart:
     """One block of an answer, in order: a verbatim quote, or words peerqa writes itself.
 
     ``kind`` is "quote" (a sentence quoted verbatim, ``numbers`` its [n] markers), or one of
-    peerqa's own: "lead" (an attribution line such as "**Iriss Insight (2016)** says:", or the
-    line naming what is missing), "note". Faces show peerqa's own words visibly apart from quotes.
+    peerqa's own: "lead" (an attribution line such as "Iriss Insight (2016) says:", or the line
+    naming what is missing), "note"; or "written", a chat model's verified sentence. Faces show
+    peerqa's own words visibly apart from quotes.
     """
 
     kind: str
     text: str
     numbers: tuple[int, ...] = ()
     bullet: bool = False
+
+    @property
+    def own(self) -> bool:
+        """Whether peerqa wrote this part itself (not a quote, not a claim to be judged)."""
+        return self.kind in OWN_KINDS
+
+    @property
+    def marked(self) -> str:
+        """The part's text followed by its [n] markers."""
+        return self.text + "".join(f" [{n}]" for n in self.numbers)
+
+
+OWN_KINDS = frozenset({"lead", "note"})
+"""The kinds of part peerqa writes itself."""
 
 
 @dataclass(frozen=True, slots=True)

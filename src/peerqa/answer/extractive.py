@@ -1,70 +1,96 @@
 """The offline answer: the retrieved sentences that best answer the question, quoted verbatim.
 
 Step by step:
-1. Abstain when the question names something the corpus never mentions, asks for a figure or
-   one of two alternatives that no good sentence holds, or the retrieved passages leave too much
-   of the question's weight uncovered.
-2. Score every sentence of the retrieved passages half by the weighted share of the question it
-   covers and half by its vector's similarity to the question, scaled by its passage's rank;
-   keep the best, dropping near-duplicates.
-3. Quote each kept sentence, mark it [n], number the sources in order of first use.
+1. Every sentence of the retrieved passages that can be quoted (``sentences.quotable``: no
+   heading, boilerplate or fragment; a connective brings the sentence before it, a list's
+   introduction its items) is scored half by the weighted share of the question it covers and
+   half by its vector's similarity to the question, scaled by its passage's rank.
+2. The best are kept, down to a minimum relevance and a share of the best one's score, never
+   padded; near-duplicates are dropped. A question naming documents keeps their sentences.
+3. The answerability check (``answerability``) decides from what is asked and what the kept
+   sentences hold whether they answer the question, part of it (then it says what is missing)
+   or none of it (then the closest passages are shown, not an answer).
+4. ``shape`` writes the answer: quotes grouped by source under peerqa's attribution lines,
+   lists as bullets, comparisons one document at a time, differing figures side by side.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..retrieval import Hit, Vocabulary
-from ..text import BULLET, HEADING_MARK, MARKER, normalise, tokenize
-from ..types import Answer, Citation, Passage
-from .judge import check_citations
+from ..text import tokenize
+from ..types import Answer, Passage
+from .answerability import (
+    FRAME,
+    Assessment,
+    Evidence,
+    Meaning,
+    Phrases,
+    Thresholds,
+    Verdict,
+    assess,
+    decide,
+    naming_stems,
+)
 from .outcome import abstention
-from .question import QuestionTerms, is_list_question
+from .question import QuestionTerms, is_list_question, named_documents
+from .sentences import (
+    ASKS_ABOUT_SOURCE,
+    ASKS_PURPOSE,
+    Quotable,
+    aims_allowed,
+    flaws,
+    quotable,
+    split_labels,
+)
+from .shape import Quote, compose
 
-_LINK_TITLE = re.compile(r"^\[[^\]]+\]\([^)]*\)")
-_NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
-# Questions whose answer is a figure: a count, an amount, a rate, a pay band.
-_NUMERIC_QUESTION = re.compile(
-    r"\b(how many|how long|what percentage|what proportion|what share|what number|"
-    r"how much (?:money|funding|time|pay|cost|budget|extra|investment|does it cost)|"
-    r"what (?:\w+ ){0,2}(?:rate|salary|wage|pay|band|grade|cost|fee|headcount|figure))\b",
-    re.I,
-)
-_NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
-    r"fifty|hundred|thousand|dozen|half|third|quarter|double|twice)\b",
-    re.I,
-)
-_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
-# "fortnightly or monthly?": an either-or question names the answers it will accept.
-_ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
-# Capitalised words so common in English that their absence from the corpus says nothing.
-_GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
-MIN_SENTENCE_WORDS = 5
-FIGURE_COVERAGE = 0.3  # share of the question a sentence with the figure must cover...
-FIGURE_SIMILARITY = 0.6  # ...or how close its vector must be to the question's
 SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
+MIN_RELEVANCE = 0.2  # a sentence less relevant than this is never considered...
+RELATIVE = 0.5  # ...nor one scoring under this share of the best sentence's score
+NEW_PASSAGE = 0.6  # ...nor one of a passage not yet cited under this share
+SAME_SOURCE = 0.9  # a source's next quote counts this much less
+PURPOSE_BONUS = 0.3  # a statement of aim, when the question asks what a study set out to do
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
+NAMED_SHARE = 0.75
+"""A document the question seems to name is taken as named when its own best sentence is at
+least this share as relevant as the best one found."""
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A sentence of a retrieved passage, scored as a quote for the question."""
+    """A quotable unit of a retrieved passage, scored as a quote for the question."""
 
     hit_rank: int
-    start: int
-    end: int
+    doc: str
+    unit: Quotable
     text: str
     tokens: frozenset[str]
     score: float
     coverage: float
-    similarity: float = 0.0
+    similarity: float
+    relevance: float
+
+    @property
+    def start(self) -> int:
+        return self.unit.start
+
+    @property
+    def end(self) -> int:
+        return self.unit.last
 
 
-def candidates(hits: Sequence[Hit], terms: QuestionTerms) -> list[Candidate]:
-    """Every quotable sentence of the hits, scored by coverage, meaning and passage rank."""
+def candidates(
+    hits: Sequence[Hit],
+    terms: QuestionTerms,
+    *,
+    allow_aims: bool,
+    keep_header: bool = False,
+    purpose: bool = False,
+) -> list[Candidate]:
+    """Every quotable unit of the hits, scored by coverage, meaning and passage rank."""
     out: list[Candidate] = []
     for rank, hit in enumerate(hits):
         p = hit.passage
@@ -72,98 +98,146 @@ def candidates(hits: Sequence[Hit], terms: QuestionTerms) -> list[Candidate]:
         section_tokens = set(tokenize(p.section))
         # A reference list names sources; quoting it rarely answers anything.
         damp = 0.5 if p.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
-        for a, b, sim in hit.sentences:
-            mark = BULLET.match(p.text, a - p.start, b - p.start) or HEADING_MARK.match(
-                p.text, a - p.start, b - p.start
-            )
-            if mark:
-                a = p.start + mark.end()
-            text = p.text[a - p.start : b - p.start]
-            # A source's own "[1]" reference mark would read as one of our citation markers.
-            if (_LINK_TITLE.match(text) or text.endswith("?") or MARKER.search(text)
-                    or len(text.split()) < MIN_SENTENCE_WORDS):
+        pieces = [(x + p.start, y + p.start, sim) for a, b, sim in hit.sentences
+                  for x, y in split_labels(p.text, a - p.start, b - p.start)]
+        spans = [(a, b) for a, b, _ in pieces]
+        for i, (_, _, sim) in enumerate(pieces):
+            unit = quotable(p.text, p.start, spans, i, section=p.section, allow_aims=allow_aims,
+                            keep_header=keep_header)
+            if unit is None:
                 continue
+            text = p.text[unit.start - p.start : unit.last - p.start]
             tokens = frozenset(tokenize(text))
             cov = terms.coverage(tokens)
             # The section title counts a little: a sentence under "Training" is about training.
             cov_ctx = terms.coverage(set(tokens) | section_tokens)
             lexical = 0.8 * cov + 0.2 * cov_ctx
             relevance = (1 - SEMANTIC) * lexical + SEMANTIC * max(sim, 0.0)
+            if purpose and "aim" in flaws(p.text, unit.start - p.start, unit.end - p.start).hard:
+                relevance += PURPOSE_BONUS  # what a study set out to do, asked for
             score = damp * relevance * (0.5 + 0.5 * prior)
-            out.append(Candidate(rank, a, b, text, tokens, score, cov, sim))
+            out.append(Candidate(rank, p.doc_id, unit, text, tokens, score, cov, sim,
+                                 relevance))
     return out
 
 
 def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Near-duplicates: most words shared, or the same figure said in much the same words."""
     if not a or not b:
         return False
-    return len(a & b) / len(a | b) >= 0.6
+    overlap = len(a & b) / len(a | b)
+    return overlap >= 0.6 or (overlap >= 0.45 and any(t.isdigit() for t in a & b))
 
 
-def holds_figure(text: str) -> bool:
-    """Whether a sentence states a figure; a year alone ("in 2019") does not count."""
-    return bool(_NUMBER.search(_YEAR.sub(" ", text)))
-
-
-def unknown_names(question: str, vocabulary: Vocabulary) -> list[str]:
-    """Names and acronyms in the question (capitalised, not its first word) the corpus never uses.
-
-    A question about the Welsh strategy or PVG checks cannot be answered from documents that
-    never name them, however close their other words come.
-    """
-    found = []
-    for m in _NAME.finditer(question):
-        if m.start() == len(question) - len(question.lstrip()):
-            continue  # the question's first word is capitalised anyway
-        word = m.group(0)
-        parts = [p for p in re.split(r"[-'’&]", word.lower()) if p]
-        if word.lower() in _GENERAL_NAMES or not parts:
+def select(
+    ranked: Sequence[Candidate], limit: int, *, min_relevance: float = MIN_RELEVANCE
+) -> list[Candidate]:
+    """The best candidates down to a minimum relevance and a share of the best score, at most
+    ``limit``, without near-duplicates or overlaps; never padded with weaker ones."""
+    answering = [c for c in ranked if c.relevance >= min_relevance]
+    if not answering:
+        return []
+    best = answering[0].score
+    chosen: list[Candidate] = []
+    left = [c for c in answering if c.score >= best * RELATIVE]
+    while left and len(chosen) < limit:
+        # Each quote already taken from a source lowers that source's next one a little, so
+        # a close second source is heard (and differing figures can be set side by side).
+        docs = [c.doc for c in chosen]
+        cand = max(left, key=lambda c: c.score * SAME_SOURCE ** docs.count(c.doc))
+        left.remove(cand)
+        if cand.hit_rank not in {c.hit_rank for c in chosen} and chosen \
+                and cand.score < best * NEW_PASSAGE:
+            continue  # another passage to cite must come closer to the best than a sentence
+        overlapping = [c for c in chosen if c.doc == cand.doc
+                       and cand.start < c.end and c.start < cand.end]
+        inside = [c for c in overlapping if cand.start <= c.start and c.end <= cand.end]
+        if overlapping and inside == overlapping:
+            # A sentence quoted with the one before it takes the place of that one alone.
+            chosen = [cand if c is inside[0] else c for c in chosen
+                      if c is inside[0] or c not in inside]
             continue
-        if not all(vocabulary.knows_word(p) for p in parts):
-            found.append(word)
-    return found
+        if overlapping or any(_similar(cand.tokens, c.tokens) for c in chosen):
+            continue
+        chosen.append(cand)
+    return chosen
 
 
-def should_abstain(
+def _evidence(hits: Sequence[Hit], chosen: Sequence[Candidate]) -> list[Evidence]:
+    return [Evidence(hits[c.hit_rank].passage.doc_id, c.text, c.tokens, c.relevance,
+                     frozenset(tokenize(hits[c.hit_rank].passage.section)))
+            for c in chosen]
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """The quotes chosen for a question and what the answerability check found of them."""
+
+    quotes: list[Candidate]
+    assessment: Assessment
+    named: list[str]
+    by_document: dict[str, list[Candidate]]
+
+
+def choose(
     question: str,
     hits: Sequence[Hit],
-    ranked: Sequence[Candidate],
     terms: QuestionTerms,
     vocabulary: Vocabulary,
     *,
-    min_coverage: float,
-) -> bool:
-    """True when the best passages cannot answer: too little of the question is covered, the
-    question names something the corpus never mentions, or it asks for a number none holds.
+    max_sentences: int,
+    max_list_sentences: int,
+    meaning: Meaning | None = None,
+    titles: Mapping[str, str] | None = None,
+    phrases: Phrases | None = None,
+) -> Chosen:
+    """Choose the quotes and assess them (no threshold applied yet)."""
+    allow_aims = aims_allowed(question)
+    named = named_documents(question, vocabulary)
 
-    ``ranked`` are the candidate sentences of ``hits``, best first.
-    """
-    if not hits or not terms.weights:
-        return True
-    if unknown_names(question, vocabulary):
-        return True
-    best = ranked[:3]
-    # A figure counts only in a sentence about the question (by its words or by its vector),
-    # not any number nearby.
-    if _NUMERIC_QUESTION.search(question) and not any(
-        holds_figure(c.text)
-        and (c.coverage >= FIGURE_COVERAGE or c.similarity >= FIGURE_SIMILARITY)
-        for c in best
-    ):
-        return True
-    choice = _ALTERNATIVES.search(question)
-    if choice:
-        options = {t for w in choice.groups() for t in tokenize(w)}
-        if options and not any(options & c.tokens for c in best):
-            return True
+    # Sentences are scored on what the question is about, not on the words naming documents
+    # ("the Fife review") or framing the question ("whether", "according to"): the passages'
+    # sources answer for the first, nothing answers the second.
+    purpose = ASKS_PURPOSE.search(question)
+    framing = set(tokenize(purpose.group(0))) if purpose else set()
+    scoring = terms.without(naming_stems(question, vocabulary) | FRAME | framing)
+    ranked = sorted(candidates(hits, scoring, allow_aims=allow_aims,
+                               keep_header=bool(ASKS_ABOUT_SOURCE.search(question)),
+                               purpose=purpose is not None),
+                    key=lambda c: -c.score)
+    limit = max_list_sentences if is_list_question(question) else max_sentences
+    by_document: dict[str, list[Candidate]] = {}
+    for doc_id in named:
+        own = [c for c in ranked if hits[c.hit_rank].passage.doc_id == doc_id]
+        by_document[doc_id] = select(own, max(2, limit // max(len(named), 1)))
+    first = named[0] if len(named) == 1 and by_document[named[0]] else None
+    best = max((c.relevance for c in ranked), default=0.0)
+    if first and max(c.relevance for c in by_document[first]) < NAMED_SHARE * best:
+        # A loose name ("the pilot" of another study), or a document with little on it:
+        # the answer is not drawn from it first (the check still asks what it holds).
+        first = None
+    if len(named) >= 2:
+        quotes = [c for d in named for c in by_document[d]]
+    elif first:
+        # A question about one document is answered from it first, others only after.
+        own = by_document[first]
+        rest = [c for c in select(ranked, limit) if c not in own]
+        quotes = (own + rest)[:limit]
+    else:
+        quotes = select(ranked, limit)
     covered: set[str] = set()
     best_single = 0.0
     for hit in hits[:3]:
         toks = set(tokenize(hit.indexed))
         covered |= toks
         best_single = max(best_single, terms.coverage(toks))
-    union = terms.coverage(covered)
-    return union < min_coverage or best_single < min_coverage * 0.6
+    assessment = assess(
+        question, _evidence(hits, quotes), terms, vocabulary,
+        named=named, named_evidence={d: _evidence(hits, cs) for d, cs in by_document.items()},
+        meaning=meaning, titles=titles,
+        passage_coverage=(terms.coverage(covered), best_single), phrases=phrases,
+    )
+    return Chosen(quotes, assessment, named, by_document)
 
 
 def extractive_answer(
@@ -175,52 +249,44 @@ def extractive_answer(
     max_sentences: int,
     max_list_sentences: int,
     min_coverage: float,
+    thresholds: Thresholds,
+    titles: Mapping[str, str],
+    meaning: Meaning | None = None,
+    phrases: Phrases | None = None,
 ) -> Answer:
-    """Quote the retrieved sentences that best answer the question, each marked [n]."""
+    """Quote the retrieved sentences that best answer the question, each marked [n]; say
+    plainly what the documents do not give, or that they do not cover it."""
     passages = [h.passage for h in hits]
-    ranked = sorted(candidates(hits, terms), key=lambda c: -c.score)
-    if should_abstain(question, hits, ranked, terms, vocabulary, min_coverage=min_coverage):
+    if not hits or not terms.weights:
         return abstention(question, passages, terms.query)
-    answering = [c for c in ranked if c.coverage > 0]
-    if not answering:
-        return abstention(question, passages, terms.query)
-    limit = max_list_sentences if is_list_question(question) else max_sentences
-    floor = answering[0].score * 0.5
-    chosen: list[Candidate] = []
-    for cand in answering:
-        if len(chosen) >= limit or cand.score < floor:
-            break
-        if any(_similar(cand.tokens, c.tokens) or (cand.start < c.end and c.start < cand.end)
-               for c in chosen):
-            continue
-        chosen.append(cand)
-    return compose(question, chosen, passages, terms.query)
+    chosen = choose(question, hits, terms, vocabulary, max_sentences=max_sentences,
+                    max_list_sentences=max_list_sentences,
+                    meaning=meaning, titles=titles, phrases=phrases)
+    verdict = decide(chosen.assessment, thresholds, min_coverage=min_coverage)
+    if verdict.coverage == "not_covered" or not chosen.quotes:
+        return abstention(question, passages, terms.query, missing=verdict.missing)
+    return shaped(question, hits, chosen, verdict, titles, terms.query,
+                  min_relevance=thresholds.min_relevance)
 
 
-def compose(
-    question: str, chosen: Sequence[Candidate], passages: Sequence[Passage], query: str
+def shaped(
+    question: str,
+    hits: Sequence[Hit],
+    chosen: Chosen,
+    verdict: Verdict,
+    titles: Mapping[str, str],
+    query: str,
+    *,
+    min_relevance: float,
 ) -> Answer:
-    """Number sources by first use and write the answer text with [n] after each sentence."""
-    numbers: dict[int, int] = {}
-    highlights: dict[int, list[tuple[int, int]]] = {}
-    parts = []
-    for cand in chosen:
-        n = numbers.setdefault(cand.hit_rank, len(numbers) + 1)
-        highlights.setdefault(cand.hit_rank, []).append((cand.start, cand.end))
-        parts.append(f"{normalise(cand.text)} [{n}]")
-    citations = [
-        Citation.of(passages[rank], n, tuple(sorted(highlights[rank])))
-        for rank, n in sorted(numbers.items(), key=lambda kv: kv[1])
-    ]
-    text = " ".join(parts)
-    return Answer(
-        question=question,
-        text=text,
-        citations=citations,
-        abstained=False,
-        passages=list(passages),
-        mode="extractive",
-        checks=check_citations(text, citations),
-        retrieval_query=query,
+    """The answer's parts and text from the chosen quotes (those at least ``min_relevance``
+    relevant) and the verdict."""
+    passages: list[Passage] = [h.passage for h in hits]
+    quotes = [Quote(c.hit_rank, c.unit.spans, len(c.unit.items), c.score) for c in chosen.quotes
+              if c.relevance >= min_relevance]
+    return compose(
+        question, quotes, passages, query,
+        coverage=verdict.coverage, missing=verdict.missing, topic=verdict.topic,
+        titles=titles, named=chosen.named if len(chosen.named) >= 2 else [],
+        listed=is_list_question(question),
     )
-

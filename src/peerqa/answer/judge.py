@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..text import MARKER, markers, normalise, sentence_spans, tokenize, words
-from ..types import AnswerChecks, Citation
+from ..types import Answer, AnswerChecks, AnswerPart, Citation
 
 _TAGS_ONLY = re.compile(r"(?:\[[^\]]*\]\s*)+")  # e.g. "[unsupported]" after a sentence
 _AFTER_MARKERS = re.compile(r"(?<=\])\s+(?=[^\[\s])")
@@ -88,12 +88,38 @@ def marker_checks(answer_text: str, numbers: Iterable[int]) -> tuple[bool, bool]
     return used <= known, known <= used
 
 
-def check_citations(text: str, citations: Sequence[Citation]) -> AnswerChecks:
-    """What holds of an answer's citations: markers resolve, all used, sentences supported."""
+def each_marked(part: AnswerPart) -> str:
+    """A claim's text with its [n] markers after each of its sentences: a quote of two
+    sentences cites its source twice, so that each sentence is judged with its source."""
+    if part.own or not part.numbers:
+        return part.marked
+    marks = "".join(f" [{n}]" for n in part.numbers)
+    spans = sentence_spans(part.text) or [(0, len(part.text))]
+    return " ".join(part.text[a:b] + marks for a, b in spans)
+
+
+def claims_text(parts: Sequence[AnswerPart]) -> str:
+    """The lines of an answer that make claims (quotes, a model's sentences), with their
+    markers; peerqa's own lines (attributions, what is missing) are left out."""
+    return "\n".join(each_marked(p) for p in parts if not p.own)
+
+
+def judged_text(answer: Answer) -> str:
+    """What the citation judge reads of an answer: its claims only, when it has parts."""
+    return claims_text(answer.parts) if answer.parts else answer.text
+
+
+def check_citations(
+    text: str, citations: Sequence[Citation], parts: Sequence[AnswerPart] = ()
+) -> AnswerChecks:
+    """What holds of an answer's citations: markers resolve, all used, sentences supported.
+
+    With ``parts``, only the claims are judged: peerqa's own lines are not quotes.
+    """
     by_number = {c.number: c for c in citations}
     resolve, all_used = marker_checks(text, by_number)
     unsupported = [
-        s.text for s in marked_sentences(text)
+        s.text for s in marked_sentences(claims_text(parts) if parts else text)
         if not s.numbers or not supports(s.text, [by_number[n].text for n in s.numbers
                                                   if n in by_number])
     ]

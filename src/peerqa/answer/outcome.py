@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..types import Answer, AnswerChecks, Passage
+from ..types import Answer, AnswerChecks, AnswerPart, Passage
 
 ABSTAIN_TEXT = (
     "The documents do not appear to cover this question. "
@@ -13,16 +13,28 @@ ABSTAIN_TEXT = (
 
 
 def abstention(
-    question: str, passages: Sequence[Passage], query: str = "", *, mode: str = "extractive"
+    question: str,
+    passages: Sequence[Passage],
+    query: str = "",
+    *,
+    mode: str = "extractive",
+    missing: str = "",
 ) -> Answer:
-    """An answer that says the documents do not cover the question, with the closest passages."""
+    """An answer that says the documents do not cover the question (and, where known, what they
+    never mention), with the closest passages."""
+    parts = [AnswerPart("lead", ABSTAIN_TEXT)]
+    if missing:
+        parts.append(AnswerPart("note", missing))
     return Answer(
         question=question,
-        text=ABSTAIN_TEXT,
+        text="\n".join(p.text for p in parts),
         citations=[],
         abstained=True,
         passages=list(passages),
         mode=mode,
         checks=AnswerChecks(abstained=True),
         retrieval_query=query,
+        coverage="not_covered",
+        missing=missing,
+        parts=parts,
     )

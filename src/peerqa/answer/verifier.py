@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from ..text import BULLET, HEADING_MARK, sentence_spans, tokenize
 from ..types import Citation, Passage
 from .judge import MarkedSentence, marked_sentences, supports
+from .prompt import PARTIAL_PREFIX
 
 UNSUPPORTED_FLAG = "[unsupported]"
+MISSING_CHARS = 200
 _MARKER_LIST = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})+)\s*\]")
 _PARTIAL_MARKER = re.compile(r"\[[^\]]*$")  # a marker still arriving: "[1" or "["
 _GAP = re.compile(
@@ -58,6 +60,8 @@ class Verifier:
     unsupported: int = 0
     linked: int = 0
     gap: bool = False
+    missing: str = ""
+    """What the model says the sources do not give (its "Not covered:" line), if it said."""
     parts: list[str] = field(default_factory=list)
     raw: str = ""
     _line: str = ""
@@ -110,6 +114,15 @@ class Verifier:
         return out
 
     def _judge(self, sentence: MarkedSentence, prefix: str) -> str | None:
+        said = sentence.text.strip("*_ ")
+        if said.lower().startswith(PARTIAL_PREFIX.lower()):
+            # What the sources do not give: kept apart, shown as peerqa's own line (no link,
+            # no marker, one sentence at most).
+            rest = said[len(PARTIAL_PREFIX):].strip()
+            if rest and not _LINK.search(rest) and not self.missing:
+                self.missing = rest[:MISSING_CHARS]
+            self.gap = True
+            return None
         if not sentence.numbers and _FORMATTING.match(sentence.text):
             return None  # a heading or a lead-in such as "Key points:"
         n_sources = len(self.sources)

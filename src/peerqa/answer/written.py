@@ -18,10 +18,13 @@ from typing import Any
 
 from ..errors import BackendError
 from ..openai_client import OpenAIBackend
-from ..types import Answer, AnswerChecks, Passage
+from ..text import MARKER, markers
+from ..types import Answer, AnswerChecks, AnswerPart, Passage
+from .answerability import Verdict
 from .judge import check_citations
 from .outcome import abstention
 from .prompt import Prompt, build_prompt
+from .shape import cited_conflicts
 from .verifier import UNSUPPORTED_FLAG, Verifier
 
 log = logging.getLogger(__name__)
@@ -87,11 +90,19 @@ class WrittenAnswerer:
         query: str,
         *,
         stream: bool,
+        verdict: Verdict | None = None,
+        titles: Mapping[str, str] | None = None,
     ) -> Iterator[str | Answer | Fallback | Interrupted]:
-        """Verified text as it is written, then an ``Answer``, ``Interrupted`` or ``Fallback``."""
+        """Verified text as it is written, then an ``Answer``, ``Interrupted`` or ``Fallback``.
+
+        ``verdict`` is the offline answerability check's view of the same passages: the answer
+        is never more complete than both it and the model say. ``titles`` name the sources in
+        peerqa's own lines.
+        """
         s = self.settings
         if not passages:
-            yield abstention(question, passages, query, mode="openai")
+            yield abstention(question, passages, query, mode="openai",
+                             missing=verdict.missing if verdict else "")
             return
         prompt = build_prompt(
             question, history, passages,
@@ -109,7 +120,8 @@ class WrittenAnswerer:
             log.info("the written answer failed: %s", exc)
         if reply.failure is None:
             yield from verifier.flush()
-        yield self._result(question, list(passages), query, prompt, verifier, reply)
+        yield self._result(question, list(passages), query, prompt, verifier, reply,
+                           verdict, dict(titles or {}))
 
     def _request(self, prompt: Prompt, stream: bool) -> dict[str, Any]:
         s = self.settings
@@ -242,6 +254,8 @@ class WrittenAnswerer:
         prompt: Prompt,
         verifier: Verifier,
         reply: _Reply,
+        verdict: Verdict | None,
+        titles: Mapping[str, str],
     ) -> Answer | Fallback | Interrupted:
         sent = self._request_checks(prompt)
         notices = self._cut_notice(prompt, len(passages))
@@ -260,7 +274,9 @@ class WrittenAnswerer:
         notices += report.notices
         if not verifier.kept:
             if verifier.gap:
-                base = abstention(question, passages, query, mode="openai")
+                declined = verdict is not None and verdict.coverage != "answered"
+                base = abstention(question, passages, query, mode="openai",
+                                  missing=verdict.missing if declined and verdict else "")
                 checks = dataclasses.replace(checks, abstained=True, failed=report.failed)
                 return dataclasses.replace(base, notices=notices, checks=checks)
             bad = verifier.uncited + verifier.unsupported
@@ -276,8 +292,18 @@ class WrittenAnswerer:
             notices.append("The written answer says the sources do not cover every part of the "
                            "question.")
         citations = verifier.citations()
-        text = verifier.text
-        shown = check_citations(text, citations)
+        coverage, missing = _coverage(verifier, verdict)
+        conflicts, differ = cited_conflicts(citations, titles)
+        written = [
+            AnswerPart("written", MARKER.sub("", body).strip().removeprefix("- ").strip(),
+                       tuple(dict.fromkeys(markers(body))), body.lstrip().startswith("- "))
+            for body in verifier.parts
+        ]
+        own = [AnswerPart("lead", missing)] if coverage == "partial" else []
+        parts = [*own, *written, *differ]
+        # The model's layout is kept; peerqa's own lines go before and after it.
+        text = "\n".join([*(p.text for p in own), verifier.text, *_differ_lines(differ)])
+        shown = check_citations(text, citations, parts)
         answer = Answer(
             question=question,
             text=text,
@@ -290,6 +316,10 @@ class WrittenAnswerer:
                 dataclasses.replace(checks, failed=report.failed), shown
             ),
             retrieval_query=query,
+            coverage=coverage,
+            missing=missing if coverage == "partial" else "",
+            conflicts=conflicts,
+            parts=parts,
         )
         return answer if failure is None else Interrupted(answer, failure)
 
@@ -314,3 +344,23 @@ def with_citation_checks(checks: AnswerChecks, shown: AnswerChecks) -> AnswerChe
         unsupported_sentences=shown.unsupported_sentences,
         abstained=shown.abstained,
     )
+
+
+def _differ_lines(parts: Sequence[AnswerPart]) -> list[str]:
+    """The plain lines of differing figures: peerqa's labels and the verbatim quotes."""
+    return [("- " if p.bullet else "") + p.marked for p in parts]
+
+
+def _coverage(verifier: Verifier, offline: Verdict | None) -> tuple[str, str]:
+    """Partial when the model says so or the offline check does; what is missing is the
+    model's own line when it gave one, else the check's."""
+    if not verifier.gap and (offline is None or offline.coverage == "answered"):
+        return "answered", ""
+    if verifier.missing:
+        said = verifier.missing.rstrip(".")
+        if said.lower().startswith(("the ", "they ", "no ")):
+            return "partial", f"{said[0].upper()}{said[1:]}."
+        return "partial", f"The sources do not give {said[0].lower()}{said[1:]}."
+    if offline is not None and offline.missing:
+        return "partial", offline.missing
+    return "partial", "The documents answer only part of this question."

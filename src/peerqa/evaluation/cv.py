@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from ..answer.judge import supports
 from ..assistant import Assistant
 from ..errors import InputError
+from ..tuning import Tuning
+from .fitters import default_fitters
 from .fitting import Fitter, fit_all
 from .gold import GoldItem
 from .metrics import Judge
@@ -26,7 +28,9 @@ from .tables import fmt, label
 SEED = 20261201
 CV_METRICS = (
     "hit@1", "hit@5", "mrr@10", "evidence_recall@5", "citation_correctness",
-    "key_fact_coverage", "abstention_unanswerable", "wrongful_abstention",
+    "citation_precision_gold", "key_fact_coverage", "token_f1", "abstention_unanswerable",
+    "wrongful_abstention", "decline_unanswerable", "wrongful_not_covered", "wrongful_partial",
+    "coverage_accuracy", "flawed_quotes",
 )
 
 
@@ -49,6 +53,8 @@ class CVRun:
     pooled: dict[str, float | None]
     seconds: float
     fitted: list[str] = field(default_factory=list)
+    tunings: list[Tuning] = field(default_factory=list)
+    """What was fitted on each training fold, in fold order."""
 
 
 def cross_validate(
@@ -65,19 +71,22 @@ def cross_validate(
     """Fit on k-1 folds and evaluate on the held-out fold, for each of the ``k`` folds."""
     t0 = time.perf_counter()
     runs = []
+    tunings: list[Tuning] = []
     fitted: list[str] = []
     for n, held_out in enumerate(folds(items, k, seed), start=1):
         test = [items[i] for i in held_out]
         chosen = set(held_out)
         train = [item for i, item in enumerate(items) if i not in chosen]
-        tuning = fit_all(assistant, train, fitters=fitters,
+        tuning = fit_all(assistant, train,
+                         fitters=default_fitters() if fitters is None else fitters,
                          fitted_on=f"{gold}: folds other than {n} of {k} ({len(train)} items)")
         fitted = sorted(tuning.sections)
+        tunings.append(tuning)
         runs.append(run_eval(assistant.with_tuning(tuning), test, k=eval_k, judge=judge,
                              gold=f"{gold} (fold {n} of {k})"))
     pooled = aggregate([r for run in runs for r in run.items], eval_k)
     return CVRun(k=k, seed=seed, runs=runs, pooled=pooled, seconds=time.perf_counter() - t0,
-                 fitted=fitted)
+                 fitted=fitted, tunings=tunings)
 
 
 def format_cv(cv: CVRun) -> str:
@@ -97,6 +106,11 @@ def format_cv(cv: CVRun) -> str:
                                 *[c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]]))
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
+    for n, tuning in enumerate(cv.tunings, start=1):
+        for name, section in sorted(tuning.sections.items()):
+            shown = ", ".join(f"{key}={value:g}" for key, value in sorted(section.items())
+                              if isinstance(value, (int, float)))
+            lines.append(f"fold {n} {name}: {shown}")
     sizes = ", ".join(str(len(run.items)) for run in cv.runs)
     fitted = ", ".join(cv.fitted) or "nothing (no fitter is registered)"
     lines.append(f"{cv.k}-fold cross-validation by item, seed {cv.seed}, folds of {sizes} items; "

@@ -44,7 +44,8 @@ td.miss { color: #b00020; font-weight: 600; } td.ok { color: #1b6e20; }
 .quote { background: #f6f6f2; border-left: 3px solid #bbb; padding: 2px 8px; margin: 3px 0;
          white-space: pre-wrap; }
 .yes { color: #1b6e20; } .no { color: #b00020; }
-.small { color: #666; font-size: .9em; } td.small { text-align: left; }
+.small { color: #666; font-size: .9em; } td.small { text-align: left; vertical-align: top; }
+table.sbs td { max-width: 28em; } b.ok { color: #1b6e20; } b.miss { color: #b00020; }
 """
 
 _BAR = "#3b6ea8"
@@ -58,7 +59,8 @@ def _e(value: object) -> str:
 
 def _rates(k: int) -> list[str]:
     """The metrics in [0, 1] drawn in the per-type charts."""
-    return [n for n in metric_names(k) if "words" not in n and not n.startswith("latency")]
+    return [n for n in metric_names(k)
+            if "words" not in n and not n.startswith("latency") and n != "flawed_quotes"]
 
 
 def bar_chart(
@@ -202,8 +204,15 @@ def _item(r: ItemResult) -> str:
     if r.missing_facts:
         out.append("<p><b>Key facts not covered:</b></p><ul>"
                    + "".join(f"<li>{_e(f)}</li>" for f in r.missing_facts) + "</ul>")
-    verdict = "abstained" if r.abstained else "answered"
-    out.append(f"<p><b>Answer</b> ({verdict}):</p><div class=\"quote\">{_e(r.answer)}</div>")
+    verdict = r.coverage.replace("_", " ") or ("abstained" if r.abstained else "answered")
+    expected = r.expected_coverage.replace("_", " ")
+    out.append(f"<p><b>Answer</b> ({_e(verdict)}; expected {_e(expected)}):</p>"
+               f"<div class=\"quote\">{_e(r.answer)}</div>")
+    if r.expected_missing:
+        out.append(f'<p class="small">Gold says is missing: {_e(r.expected_missing)}</p>')
+    for f in r.flawed:
+        out.append(f'<p class="why">Flawed quote ({_e(", ".join(f["problems"]))}): '
+                   f'{_e(f["text"])}</p>')
     for s in r.unsupported:
         out.append(f'<p class="why">Not supported by its citations: {_e(s)}</p>')
     for u in r.unneeded:
@@ -234,6 +243,26 @@ def _item(r: ItemResult) -> str:
                    f"<th>holds gold</th></tr>{rows}</table></details>")
     out.append("</div>")
     return "".join(out)
+
+
+def _side_by_side(items: Sequence[ItemResult]) -> str:
+    """Every answer beside its gold answer, so a reader can judge it."""
+    rows = ["<tr><th>item</th><th>question</th><th>gold answer</th><th>peerqa's answer</th>"
+            "</tr>"]
+    for r in items:
+        verdict = r.coverage.replace("_", " ")
+        expected = r.expected_coverage.replace("_", " ")
+        mark = "ok" if r.coverage == r.expected_coverage else "miss"
+        gold = r.gold_answer + (f" (missing: {r.expected_missing})" if r.expected_missing
+                                else "")
+        rows.append(
+            f'<tr><td class="small"><a href="#{_e(r.id)}">{_e(r.id)}</a></td>'
+            f'<td class="small">{_e(r.question)}</td>'
+            f'<td class="small"><b>{_e(expected)}</b><br>{_e(gold)}</td>'
+            f'<td class="small"><b class="{mark}">{_e(verdict)}</b>'
+            f'<div class="quote">{_e(r.answer)}</div></td></tr>'
+        )
+    return f'<table class="sbs">{"".join(rows)}</table>'
 
 
 def render(run: EvalRun) -> str:
@@ -273,6 +302,12 @@ def render(run: EvalRun) -> str:
     ]
     if run.comparison:
         parts += ["<h2>Compared with plain baselines</h2>", _comparison(run.comparison)]
+    parts += [
+        "<h2>Every answer beside its gold answer</h2>",
+        '<p class="small">The coverage peerqa gave (answered, partial, not covered) against '
+        "the one expected; partial and not-covered answers name what is missing.</p>",
+        _side_by_side(run.items),
+    ]
     parts.append(f"<h2>Failing items ({_e(len(failing))} of {_e(len(run.items))})</h2>")
     if failing:
         index = "".join(f'<a href="#{_e(r.id)}">{_e(r.id)}</a> ' for r in failing)

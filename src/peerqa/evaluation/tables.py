@@ -30,6 +30,12 @@ _LABELS = {
     "token_f1": "token F1",
     "abstention_unanswerable": "abstain (unanswerable)",
     "wrongful_abstention": "wrongful abstention",
+    "citation_precision_gold": "cit. precision (gold)",
+    "flawed_quotes": "flawed quotes (count)",
+    "decline_unanswerable": "decline (unanswerable)",
+    "wrongful_not_covered": "wrongful not covered",
+    "wrongful_partial": "wrongful partial",
+    "coverage_accuracy": "coverage = expected",
     "latency_p50_ms": "latency p50 (ms)",
     "latency_p95_ms": "latency p95 (ms)",
 }
@@ -62,12 +68,19 @@ LEGEND: dict[str, str] = {
     "citations_used": "every citation listed is named by some [n]",
     "key_fact_coverage": "share of key facts with 6 in 10 of their stemmed words in the answer",
     "token_f1": "overlap (F1) of stemmed content words between answer and gold answer",
-    "abstention_unanswerable": "share of unanswerable items on which the answer abstains",
-    "wrongful_abstention": "share of answerable items on which the answer abstains",
+    "abstention_unanswerable": "share of unanswerable items answered 'not covered'",
+    "wrongful_abstention": "share of answerable items answered 'not covered'",
+    "citation_precision_gold": "share of an answer's citations that hold a gold quote",
+    "flawed_quotes": "quoted sentences that are headings, boilerplate, references or fragments",
+    "decline_unanswerable": "share of unanswerable items answered 'partial' or 'not covered'",
+    "wrongful_not_covered": "share of answerable items answered 'not covered'",
+    "wrongful_partial": "share of answerable items answered 'partial'",
+    "coverage_accuracy": "share of items whose coverage is the one the gold item expects",
     "latency_p50_ms": "median time of one question, the index already open",
     "latency_p95_ms": "95th-percentile time of one question, the index already open",
 }
 LOWER_IS_BETTER = {"max_passage_words", "avg_passage_words", "wrongful_abstention",
+                   "wrongful_not_covered", "wrongful_partial", "flawed_quotes",
                    "latency_p50_ms", "latency_p95_ms"}
 """Figures where less is better; the table and charts mark them."""
 GUARANTEED_EXTRACTIVE = {"quote_fidelity", "markers_resolve", "citations_used",
@@ -107,7 +120,8 @@ def fmt(value: float | None, name: str = "") -> str:
     """A figure for a table: counts and milliseconds whole, rates with three decimals."""
     if value is None:
         return "—"
-    if "words" in name or name.startswith("latency") or name in {"items", "answerable", "failed"}:
+    if "words" in name or name.startswith("latency") or name in {"items", "answerable", "failed",
+                                                                 "flawed_quotes"}:
         return f"{value:.0f}"
     return f"{value:.3f}"
 
@@ -117,6 +131,7 @@ def target_text(name: str) -> str:
         return ""
     op, v = TARGETS[name]
     return f"{'≥' if op == '>=' else '≤'} {v:g}"
+
 
 
 def meets(name: str, value: float | None) -> bool | None:

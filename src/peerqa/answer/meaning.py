@@ -1,0 +1,73 @@
+"""Words matched by meaning: is "payroll" in evidence that says "paid employment"?
+
+The answerability check asks, for each specific word of a question that the evidence does not
+use, how close in meaning the evidence's words come. Each word is embedded once with the
+index's own embedder (all-MiniLM-L6-v2 offline) and kept, so a warm assistant embeds only the
+words it has never seen. Names and numbers are never matched by meaning: "Germany" is close
+to "Scotland" in a vector space and nowhere near it as an answer.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..embeddings import Embedder
+
+MAX_WORDS = 50_000
+"""Words kept before the cache starts again (a corpus's vocabulary is far smaller)."""
+
+
+def literal_only(word: str) -> bool:
+    """Whether a word must be matched as written: a name, an acronym or a number."""
+    return word[:1].isupper() or any(ch.isdigit() for ch in word)
+
+
+class WordMeaning:
+    """Similarity of words by their vectors, each word embedded once."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+        self._vectors: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _embed(self, words: Sequence[str]) -> dict[str, np.ndarray]:
+        with self._lock:
+            new = sorted({w for w in words if w not in self._vectors})
+            if new:
+                if len(self._vectors) + len(new) > MAX_WORDS:
+                    self._vectors.clear()
+                vectors = np.asarray(self.embedder.embed_documents(new), dtype=np.float32)
+                self._vectors.update(zip(new, vectors, strict=True))
+            return {w: self._vectors[w] for w in words}
+
+    def __call__(self, terms: Sequence[str], words: Sequence[str]) -> list[float]:
+        """For each term, its best cosine similarity to any of ``words`` (0 for a name)."""
+        if not terms or not words:
+            return [0.0] * len(terms)
+        pool = [w.lower() for w in words]
+        asked = [t for t in terms if not literal_only(t)]
+        vectors = self._embed([*{t.lower() for t in asked}, *pool])
+        matrix = np.stack([vectors[w] for w in pool])
+        out = []
+        for term in terms:
+            if literal_only(term):
+                out.append(0.0)
+                continue
+            out.append(float(np.max(matrix @ vectors[term.lower()])))
+        return out
+
+    def focus(self, question: str, terms: Sequence[str]) -> list[float]:
+        """How much each term carries the question's meaning: 1 minus the cosine between the
+        question and the question without it ("What professional indemnity insurance ...?"
+        loses most of its meaning without "insurance", far less without "should")."""
+        if not terms:
+            return []
+        variants = [re.sub(rf"(?<![\w'’-]){re.escape(t)}(?![\w'’-])", " ", question, flags=re.I)
+                    for t in terms]
+        vectors = np.asarray(self.embedder.embed_documents([question, *variants]),
+                             dtype=np.float32)
+        return [max(0.0, 1.0 - float(vectors[0] @ v)) for v in vectors[1:]]

@@ -1,0 +1,111 @@
+"""The answerability check: what a question asks for, the decision, and the fitted thresholds."""
+
+from __future__ import annotations
+
+import pytest
+
+from peerqa.answer.answerability import Assessment, Term, Thresholds, decide
+from peerqa.answer.question import asked_types, counts, holds_type
+from peerqa.evaluation import Evidence, GoldItem
+from peerqa.evaluation.fit_answerability import AnswerabilityFitter, Point, choose_point, frontier
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("What is the hourly rate in euros for a peer support worker in Germany?", "money"),
+    ("What's the annual cost of employing one peer support worker?", "money"),
+    ("What was the completion rate for the PDA?", "percentage"),
+    ("Which Agenda for Change band are peer support worker posts graded at?", "band"),
+    ("How many NHS board areas took part in the pilot?", "count"),
+    ("How often should peer workers get supervision?", "frequency"),
+    ("How long is the probation period for new peer workers?", "duration"),
+    ("When was the East Renfrewshire peer service decommissioned?", "date"),
+])
+def test_asked_types__the_answer_type_a_question_asks_for(question, kind):
+    assert kind in asked_types(question)
+
+
+def test_asked_types__words_that_only_sound_like_figures_ask_for_none():
+    assert asked_types("What do peer supporters actually spend their time doing?") == {}
+    assert asked_types("Do Iriss and HEE say the same thing about cost?") == {}
+    assert asked_types("Should peer workers be on different contracts and grading?") == {}
+
+
+def test_holds_type__a_year_is_not_a_count_and_a_pay_scale_is_not_an_amount():
+    assert holds_type("count", "The pilot employed six peer workers.")
+    assert not holds_type("count", "The pilot began in 2008.")
+    assert holds_type("money", "It secured an additional £1 billion.")
+    assert not holds_type("money", "The role varied in terms of pay scale.")
+    assert counts("From 2020 the Board employed 11 Peer Support Workers.", {"worker"})
+    assert not counts("It covered five Health Board areas.", {"worker"})
+
+
+def _assessment(**kw) -> Assessment:
+    base = dict(asked={}, typed={}, terms=(), matched={}, relevance=0.5,
+                passage_coverage=(0.8, 0.8))
+    return Assessment(**{**base, **kw})
+
+
+def test_decide__a_figure_asked_for_and_not_held_is_partial_naming_it():
+    a = _assessment(asked={"money": "starting salary"}, typed={"money": 0.0})
+    verdict = decide(a, Thresholds())
+    assert verdict.coverage == "partial"
+    assert verdict.missing == "The documents give no figure for the starting salary."
+    held = _assessment(asked={"money": "starting salary"}, typed={"money": 0.6})
+    assert decide(held, Thresholds()).coverage == "answered"
+
+
+def test_decide__a_word_carrying_the_question_that_the_evidence_lacks_makes_it_partial():
+    caseload = Term("caseload", "caseload", 6.0, known=False)
+    a = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus={"caseload": 0.2})
+    verdict = decide(a, Thresholds(focal=0.1))
+    assert verdict.coverage == "partial" and "caseload" in verdict.missing
+    # Matched by meaning ("payroll" in evidence saying "paid employment"): answered.
+    payroll = _assessment(terms=(caseload,), matched={"caseload": 0.7}, focus={"caseload": 0.2})
+    assert decide(payroll, Thresholds(focal=0.1, meaning=0.6)).coverage == "answered"
+    # A word that carries little of the question ("readily"): answered.
+    light = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus={"caseload": 0.02})
+    assert decide(light, Thresholds(focal=0.1)).coverage == "answered"
+
+
+def test_decide__a_name_the_corpus_never_uses_at_the_heart_of_the_question_is_not_covered():
+    welsh = Term("welsh", "Welsh", 6.0, known=False)
+    a = _assessment(terms=(welsh,), matched={"welsh": 0.0}, focus={"welsh": 0.3},
+                    unknown_names=("Welsh",))
+    verdict = decide(a, Thresholds(name_focus=0.2))
+    assert verdict.coverage == "not_covered" and verdict.missing == \
+        "The documents never mention Welsh."
+    assert decide(a, Thresholds(name_focus=1.01)).coverage == "partial"
+    assert decide(_assessment(relevance=0.1), Thresholds(min_relevance=0.2)).coverage == \
+        "not_covered"
+
+
+def test_thresholds__read_from_a_section_ignoring_what_they_do_not_know():
+    t = Thresholds.of({"focal": 0.1, "fitted": {"items": 3}, "min_relevance": 0.3})
+    assert t.focal == 0.1 and t.min_relevance == 0.3 and t.meaning == Thresholds().meaning
+
+
+def test_choose_point__most_declines_within_the_caps_and_the_frontier_is_monotone():
+    t = Thresholds()
+    points = [Point(t, 0.70, 0.01, 0.03, 0.8), Point(t, 0.90, 0.01, 0.12, 0.7),
+              Point(t, 0.85, 0.02, 0.06, 0.8), Point(t, 0.95, 0.05, 0.05, 0.7)]
+    assert choose_point(points).declines == 0.85
+    curve = frontier(points)
+    assert [p.wrongful for p in curve] == sorted(p.wrongful for p in curve)
+    assert [p.declines for p in curve] == sorted(p.declines for p in curve)
+
+
+def test_answerability_fitter__fits_on_the_items_it_is_given_and_prints_its_curve(tiny_fake):
+    items = [
+        GoldItem(id="a", question="How often should supervision happen?", answer="Monthly.",
+                 key_facts=("at least monthly",), type="factoid",
+                 evidence=(Evidence("training-guide", "Supervision should happen at least "
+                                    "monthly"),)),
+        GoldItem(id="u", question="What is the hourly rate for peer workers?", answer="None.",
+                 key_facts=(), evidence=(), type="unanswerable", absent_terms=("hourly",)),
+    ]
+    fitter = AnswerabilityFitter()
+    section = fitter.fit(tiny_fake, items)
+    assert section["fitted"]["items"] == 2
+    assert fitter.chosen is not None and fitter.chosen.declines == 1.0
+    assert fitter.chosen.wrongful == 0.0
+    assert "<- chosen" in fitter.describe() or "chosen (within" in fitter.describe()

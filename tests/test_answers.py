@@ -1,0 +1,115 @@
+"""Answers a practitioner can trust, on the bundled documents: the issue's own questions."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+
+from peerqa import Assistant
+from peerqa.answer.judge import check_citations, judged_text
+from peerqa.answer.shape import DIFFER
+from peerqa.evaluation import citation_scores
+from peerqa.render import answer_html, answer_markdown, format_answer
+from peerqa.types import Answer
+
+PAID_POSTS = "How many paid peer support posts are there in Scotland?"
+GERMANY = "What is the hourly rate in euros for a peer support worker in Germany?"
+SALARY = "What is the exact starting salary for a peer support worker in NHS Scotland in 2025?"
+COMPARE = "Do the Fife review and the HEE evidence brief say different things about supervision?"
+
+
+@pytest.fixture(scope="module")
+def answers(assistant: Assistant) -> dict[str, Answer]:
+    return {q: assistant.ask(q) for q in (PAID_POSTS, GERMANY, SALARY, COMPARE)}
+
+
+def _visible(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", " ", html))
+
+
+def test_paid_posts__the_documents_differ_and_each_side_says_when_its_figure_is_from(answers):
+    answer = answers[PAID_POSTS]
+    assert answer.coverage == "answered" and answer.conflicts
+    sides = {s.value: s for c in answer.conflicts for s in c.sides}
+    assert set(sides) >= {"around 37", "around 80"}
+    by_number = {c.number: c for c in answer.citations}
+    assert by_number[sides["around 37"].number].doc_id == "hee-evidence-brief"
+    assert sides["around 37"].as_of == "2012"
+    assert by_number[sides["around 80"].number].doc_id == "iriss-peer-support-roles"
+    assert sides["around 80"].as_of == "2016"
+    for side in sides.values():  # each side's quote is the document's text at its offsets
+        doc = by_number[side.number]
+        assert re.sub(r"\s+", " ", doc.text[side.start - doc.start : side.end - doc.start]) \
+            == side.quote
+    text = answer.text
+    assert DIFFER in text
+    assert text.index(DIFFER) < text.index("around 37") and text.index(DIFFER) < \
+        text.index("around 80")
+
+
+def test_out_of_scope_figures__declined_naming_what_is_missing(answers):
+    germany, salary = answers[GERMANY], answers[SALARY]
+    assert germany.coverage in ("partial", "not_covered")
+    assert "hourly rate" in germany.missing
+    assert salary.coverage in ("partial", "not_covered")
+    assert "salary" in salary.missing
+    for answer in (germany, salary):
+        assert answer.text.startswith(answer.missing) or answer.abstained
+        # The quotes shown name no hourly rate or salary: nothing is presented as the figure.
+        assert not re.search(r"[£€$]\s?\d", judged_text(answer))
+
+
+def test_comparison__one_part_per_named_document_both_cited(answers):
+    answer = answers[COMPARE]
+    cited = [c.doc_id for c in answer.citations]
+    assert "fife-scoping-review" in cited and "hee-evidence-brief" in cited
+    leads = [p.text for p in answer.parts if p.kind == "lead"]
+    fife = next(i for i, t in enumerate(leads) if t.startswith("Fife scoping review"))
+    hee = next(i for i, t in enumerate(leads) if t.startswith("HEE evidence brief"))
+    assert fife < hee  # in the order the question names them
+    quoted = " ".join(p.text for p in answer.parts if p.kind == "quote").lower()
+    assert quoted.count("supervision") >= 2
+
+
+def test_partial_answer__opens_with_what_is_missing_then_the_nearest_evidence(answers):
+    answer = answers[SALARY]
+    assert answer.coverage == "partial" and not answer.abstained
+    assert answer.parts[0].kind == "lead" and answer.parts[0].text == answer.missing
+    second = answer.parts[1]
+    assert second.kind == "lead"
+    assert second.text == "The nearest they come:" or second.text.startswith("What they say")
+    assert any(p.kind == "quote" for p in answer.parts) and answer.citations
+
+
+def test_own_lines__are_not_quotes_and_never_count_as_unsupported(answers):
+    for answer in answers.values():
+        if answer.abstained:
+            continue
+        own = [p.text for p in answer.parts if p.own]
+        assert own and not any(re.search(r"\[\d+\]", line) for line in own)
+        checks = check_citations(answer.text, answer.citations, answer.parts)
+        assert checks.unsupported_sentences == [] and checks.markers_resolve
+        scores = citation_scores(judged_text(answer), {c.number: c.text
+                                                       for c in answer.citations})
+        assert scores.recall == 1.0 and scores.precision == 1.0
+        assert all(line not in judged_text(answer) for line in own)
+
+
+def test_every_face__shows_coverage_missing_attribution_and_conflicts(answers, assistant):
+    docs = {d.doc_id: d for d in assistant.documents}
+    salary, posts = answers[SALARY], answers[PAID_POSTS]
+    html = answer_html(salary, docs, "7")
+    assert 'class="pq-banner pq-partial"' in html and "Partial answer." in _visible(html)
+    assert salary.missing in _visible(html)
+    assert '<p class="pq-lead"><strong>' in html and "<blockquote" in html
+    markdown = answer_markdown(salary)
+    assert markdown.startswith(f"**Partial answer.** {salary.missing[:20]}")
+    terminal = format_answer(salary)
+    assert terminal.startswith("Partial answer. The documents give no figure")
+    posts_html = answer_html(posts, docs, "8")
+    box = re.search(r'<div class="pq-conflicts" role="note">(.*?)</div>', posts_html)
+    assert box and "around 37" in _visible(box.group(1)) and "2012" in _visible(box.group(1))
+    assert "**The documents differ:**" in answer_markdown(posts)
+    assert "The documents differ:" in format_answer(posts)

@@ -1,0 +1,104 @@
+"""Which sentences may be quoted, and what comes with them: pure functions on small texts."""
+
+from __future__ import annotations
+
+from peerqa.answer.sentences import aims_allowed, flaws, list_items, quotable, quote_problems
+from peerqa.text import sentence_spans
+
+
+def _units(text: str, allow_aims: bool = False) -> list[str | None]:
+    """What each sentence of ``text`` (one passage at offset 0) would be quoted as."""
+    spans = sentence_spans(text)
+    out = []
+    for i in range(len(spans)):
+        unit = quotable(text, 0, spans, i, allow_aims=allow_aims)
+        out.append(None if unit is None else text[unit.start : unit.last])
+    return out
+
+
+def _hard(sentence: str, **kw) -> frozenset[str]:
+    return flaws(sentence, 0, len(sentence), **kw).hard
+
+
+def test_flaws__headings_contents_boilerplate_references_and_questions_are_never_quoted():
+    assert "heading" in _hard("Impact on service users")
+    assert "heading" in _hard("## Training and support for new staff")
+    assert "contents" in _hard("The findings were organised into a number of sections.")
+    assert "contents" in _hard("Key publications – the big picture ..... 3")
+    assert "boilerplate" in _hard("Copyright 2023 The Authors and the publishers of this work.")
+    assert "boilerplate" in _hard("[Peer support roles in mental health](#) May 2016, Iriss")
+    assert "boilerplate" in _hard("Design/methodology/approach: First person narrative account.")
+    assert "reference" in _hard("Pitt, V., Lowe, D. (2013). Consumer-providers of care. Cochrane"
+                                " Database of Systematic Reviews, 3(2), 1-20.")
+    assert "question" in _hard("What do we know about peer workers in community teams?")
+    assert not _hard("Peer support workers were welcomed by most service users in the pilot.")
+
+
+def test_flaws__an_article_aim_is_quoted_only_when_the_question_asks_about_the_research():
+    aim = "The purpose of this paper is to explore patients' experiences on the ward."
+    assert "aim" in _hard(aim)
+    assert _units(aim) == [None]
+    assert _units(aim, allow_aims=True) == [aim]
+    assert aims_allowed("Has anyone studied peer workers on wards?")
+    assert aims_allowed("What was the review set up to find out?")
+    assert not aims_allowed("What do inpatients think of having a peer worker on the ward?")
+
+
+def test_quotable__a_fragment_that_starts_mid_thought_is_not_quoted():
+    assert _units("surprisingly, many of these have made their way into local guidelines.") \
+        == [None]
+    cut = "They met the team. Peer workers can"  # a sentence cut off at the passage's end
+    assert "fragment" in flaws(cut, cut.index("Peer"), len(cut)).hard
+
+
+def test_quotable__a_sentence_broken_by_a_blank_line_is_quoted_whole():
+    text = "There are consistent themes in the literature. Not\n\nsurprisingly, many of these " \
+           "have made their way into guidelines."
+    assert _units(text)[-1] == "Not\n\nsurprisingly, many of these have made their way into " \
+                               "guidelines."
+
+
+def test_quotable__a_connective_brings_the_sentence_before_it_or_is_not_chosen():
+    text = "Peer workers bridged the gap between staff and patients. However, it was essential " \
+           "that the team was open to recovery."
+    assert _units(text) == ["Peer workers bridged the gap between staff and patients.",
+                            text]
+    alone = "However, it was essential that the team was open to recovery."
+    assert _units(alone) == [None]  # the sentence it needs is not in the passage
+    # "This review" names the document; it does not point back.
+    assert _units("This review was commissioned by the national working group in 2023.") \
+        == ["This review was commissioned by the national working group in 2023."]
+    # "In addition to X" says what it adds to.
+    assert _units("In addition to the searches, interviews were held with key people.")[0]
+
+
+def test_quotable__a_list_introduction_brings_its_items_and_is_dropped_without_them():
+    text = ("The impact has been positive, with peer support workers able to:\n\n"
+            "- Provide service users with hope of recovery.\n"
+            "- Act as a conduit between service users and staff.\n\n"
+            "Service users welcomed the option of working with a peer worker.")
+    spans = sentence_spans(text)
+    unit = quotable(text, 0, spans, 0)
+    assert unit is not None and [text[a:b] for a, b in unit.items] == [
+        "Provide service users with hope of recovery.",
+        "Act as a conduit between service users and staff."]
+    cut = "The impact has been positive, with peer support workers able to:"
+    assert _units(cut) == [None]
+    numbered = "The review answers three questions:\n\n1.\n\nWhat do we know?\n\n2.\n\nWhat next?"
+    assert [numbered[a:b] for a, b in list_items(numbered, numbered.index(":") + 1)] == [
+        "What do we know?", "What next?"]
+
+
+def test_quote_problems__counts_flawed_quotes_and_accepts_a_list_with_its_items():
+    text = ("Impact on service users\n\nThe workers were able to:\n\n- Offer hope.\n"
+            "- Share their experience.\n\nThese helped people recover.")
+    heading = (0, len("Impact on service users"))
+    intro_start = text.index("The workers")
+    intro = (intro_start, text.index(":") + 1)
+    items = [(text.index("Offer"), text.index("hope.") + 5),
+             (text.index("Share"), text.index("experience.") + 11)]
+    these = (text.index("These"), len(text))
+    found = dict(quote_problems(text, [heading, intro, *items, these]))
+    assert set(found) == {heading, these}
+    assert "heading" in found[heading] and "needs_previous" in found[these]
+    assert quote_problems(text, [intro]) == [(intro, frozenset({"list_without_items"}))]
