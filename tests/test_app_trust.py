@@ -216,7 +216,7 @@ def test_markdown__passages_and_previews_show_clean_text_that_maps_to_the_stored
         ".map(n => n.textContent).join('')")
     doc_text = documents[doc_id].text
     assert doc_text[: int(start.replace(",", ""))].endswith(before)
-    source.scroll_into_view_if_needed()
+    source.locator("mark.pq-hl").first.evaluate("m => m.scrollIntoView({block: 'center'})")
     shot(page, artifacts_dir, "markdown-clean")
 
 
@@ -285,7 +285,7 @@ def test_sources__short_title_and_year_full_title_inside_section_and_offsets(
             assert box["height"] < 30
     page_card = answer(page, 1).locator(".pq-loc").first
     assert "page 14" in page_card.inner_text()  # the page, where the passage knows it
-    cards.first.scroll_into_view_if_needed()
+    cards.first.locator("summary").evaluate("s => s.scrollIntoView({block: 'start'})")
     shot(page, artifacts_dir, "source-headers")
 
 
