@@ -123,7 +123,7 @@ _notices = itertools.count(1)
 
 
 def notice_html(message: str = "") -> str:
-    """The line under the question box: a short message, or nothing. Each message has its own
+    """The line above the question box: a short message, or nothing. Each message has its own
     id, so the same message twice is shown twice (the page hides a notice once typing resumes)."""
     if not message:
         return ""
