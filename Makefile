@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow index eval bench lint clean browser
+.PHONY: run test test-slow index eval bench lint clean browser screenshot
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ test: $(STAMP) browser
 # The long cases (crash loops, large corpora) that `make test` leaves out.
 test-slow: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m slow
+
+# Regenerate docs/screenshot.png from the browser tests' README shot (a partial answer with its
+# banner and an open source, 1280 px); every shot of the run is kept in test-artifacts/latest/.
+screenshot: $(STAMP) browser
+	$(BIN)/python -m pytest -q tests/test_app_trust.py -k readme_screenshot --update-docs-screenshot
 
 eval: $(STAMP)
 	$(BIN)/peerqa eval

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,37 @@ def tiny_assistant(tiny_corpus: Path, tmp_path: Path) -> Assistant:
     return Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "tiny-index")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-docs-screenshot", action="store_true", default=False,
+        help="copy the README screenshot taken by the browser tests to docs/screenshot.png",
+    )
+
+
+_RUN_FOLDER: list[Path] = []
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
-    ARTIFACTS.mkdir(exist_ok=True)
-    return ARTIFACTS
+    """This run's own folder for screenshots, test-artifacts/run-<date>-<time>-<pid> (printed at
+    the end of the run; test-artifacts/latest points at it)."""
+    folder = ARTIFACTS / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    latest = ARTIFACTS / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(folder.name)
+    except OSError:  # a file system without symbolic links: the printed path is enough
+        pass
+    _RUN_FOLDER.append(folder)
+    return folder
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for folder in _RUN_FOLDER:
+        shots = len(list(folder.glob("*.png")))
+        terminalreporter.write_line(f"screenshots of this run ({shots}): {folder}")
 
 
 @pytest.fixture

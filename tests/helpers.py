@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import http.client
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from html import unescape
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +97,67 @@ def wait_for_http(url: str, timeout: float = 60.0, proc=None) -> None:
             last = e
             time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout} s: {last}")
+
+
+# -- HTML as a browser reads it ----------------------------------------------------------------
+
+
+def visible_text(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", html))
+
+
+class _Texts(HTMLParser):
+    """The text content of each element with a given class, as a browser's textContent."""
+
+    VOID = {"br", "img", "hr", "input", "meta", "link"}
+
+    def __init__(self, cls: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.cls, self.stack, self.found = cls, [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        self.stack.append(len(self.found) if self.cls in classes else None)
+        if self.cls in classes:
+            self.found.append("")
+
+    def handle_endtag(self, tag):
+        if tag not in self.VOID and self.stack:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        for i in {i for i in self.stack if i is not None}:
+            self.found[i] += data
+
+
+def texts_by_class(html: str, cls: str) -> list[str]:
+    parser = _Texts(cls)
+    parser.feed(html)
+    return parser.found
+
+
+# -- the browser ------------------------------------------------------------------------------
+
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+WAIT_MS = 30_000
+
+
+def chromium_path() -> str:
+    """Debian's chromium (never a browser download); skips the test where it is missing."""
+    path = shutil.which("chromium") or (
+        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+    )
+    if path is None:
+        reason = "Debian's chromium is not installed (apt-get install chromium; `make browser`)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
 
 
 # -- a real app process ------------------------------------------------------------------------
@@ -241,3 +306,118 @@ def write_docx(path: Path, blocks: Sequence[tuple[str, str]], title: str | None 
             document.add_paragraph(text)
     document.save(str(path))
     return path
+
+
+# -- the app in this process, with hand-made answers for chosen questions -------------------------
+
+
+class ScriptedAssistant:
+    """The real Assistant, except that chosen questions get hand-made answers.
+
+    The app shows them through the same Handlers, rendering and server as a real answer, so the
+    look of what other issues add to ``Answer`` (coverage, conflicts, relevance) can be tested
+    before the answerers produce it.
+    """
+
+    def __init__(self, real, answers: dict | None = None) -> None:
+        self.real = real
+        self.answers: dict = dict(answers or {})
+
+    @property
+    def documents(self):
+        return self.real.documents
+
+    @property
+    def settings(self):
+        return self.real.settings
+
+    def stream(self, question, history=None, doc_ids=None, k=None):
+        answer = self.answers.get(" ".join(question.split()))
+        if answer is None:
+            yield from self.real.stream(question, history=history, doc_ids=doc_ids, k=k)
+            return
+        yield answer.text
+        yield answer
+
+    def ask(self, question, history=None, doc_ids=None, k=None):
+        answer = self.answers.get(" ".join(question.split()))
+        if answer is None:
+            return self.real.ask(question, history=history, doc_ids=doc_ids, k=k)
+        return answer
+
+
+@contextlib.contextmanager
+def app_in_process(assistant, examples: Sequence[str] = ()) -> Iterator[str]:
+    """The chat app (build_app and the real launch, CSS and script) served from this process on
+    a free 127.0.0.1 port; yields its address and closes it afterwards."""
+    from peerqa.app import build_app
+    from peerqa.serving import launch
+
+    blocks = build_app(assistant, examples=list(examples))
+    settings = assistant.settings.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+    url = launch(blocks, settings)
+    try:
+        yield url.rstrip("/")
+    finally:
+        blocks.close()
+
+
+# -- hand-made answers built from real passages of the bundled corpus ----------------------------
+
+PARTIAL_Q = "What salary band are peer support workers paid in NHS Scotland?"
+MISSING = "The documents give no salary band or figure for peer support workers in NHS Scotland."
+MARKDOWN_Q = "Does stigma affect how peer providers are first seen?"
+
+
+def _passage_with(assistant, query: str, doc_id: str, phrase: str):
+    """The retrieved passage of ``doc_id`` that holds ``phrase``, and the sentence holding it."""
+    from peerqa.text import sentence_spans
+
+    for p in assistant.search(query, k=10, doc_ids=[doc_id]):
+        at = p.text.find(phrase)
+        if at < 0:
+            continue
+        doc = next(d for d in assistant.documents if d.doc_id == doc_id)
+        for a, b in sentence_spans(doc.text, p.start, p.end):
+            if a <= p.start + at < b:
+                return p, (a, b), doc.text[a:b]
+    raise AssertionError(f"no passage of {doc_id} holds {phrase!r} for {query!r}")
+
+
+def partial_answer(assistant):
+    """A partial answer with a conflict, as the answers issue describes them: what is missing,
+    then the nearest evidence, two sources differing on the number of paid posts."""
+    from dataclasses import replace
+
+    from peerqa import Answer, Citation
+    from peerqa.types import Conflict, ConflictSide
+
+    p80, s80, q80 = _passage_with(assistant, "paid peer support roles in mental health services "
+                                  "across Scotland", "iriss-peer-support-roles", "around 80 paid")
+    p37, s37, q37 = _passage_with(assistant, "peer workers in paid employment in Scotland",
+                                  "hee-evidence-brief", "around 37 peer workers")
+    c1 = Citation.of(replace(p80, relevance=0.82), 1, (s80,))
+    c2 = Citation.of(replace(p37, relevance=0.47), 2, (s37,))
+    text = f"{MISSING} What they say about paid posts: {q80} [1] {q37} [2]"
+    conflict = Conflict(point="How many paid peer support posts there are in Scotland", sides=(
+        ConflictSide(number=1, quote=q80, start=s80[0], end=s80[1], value="around 80",
+                     as_of="2016"),
+        ConflictSide(number=2, quote=q37, start=s37[0], end=s37[1], value="around 37",
+                     as_of="2012"),
+    ))
+    return Answer(question=PARTIAL_Q, text=text, citations=[c1, c2], abstained=False,
+                  coverage="partial", missing=MISSING, conflicts=[conflict])
+
+
+def markdown_answer(assistant):
+    """An answer citing an evidence-brief passage full of Markdown (a heading that is a link, an
+    escaped asterisk inside emphasis), with a weak relevance and a page number."""
+    from dataclasses import replace
+
+    from peerqa import Answer, Citation
+
+    p, span, sentence = _passage_with(assistant, "Does stigma towards mental illness affect "
+                                      "initial perceptions of peer providers", "hee-evidence-brief",
+                                      "The goal of this study was to measure reactions")
+    c = Citation.of(replace(p, relevance=0.18, page=14), 1, (span,))
+    return Answer(question=MARKDOWN_Q, text=f"{sentence} [1]", citations=[c], abstained=False)

@@ -101,15 +101,15 @@ def test_every_face__shows_coverage_missing_attribution_and_conflicts(answers, a
     docs = {d.doc_id: d for d in assistant.documents}
     salary, posts = answers[SALARY], answers[PAID_POSTS]
     html = answer_html(salary, docs, "7")
-    assert 'class="pq-banner pq-partial"' in html and "Partial answer." in _visible(html)
+    assert 'class="pq-banner pq-cov-partial"' in html and "Partly answered." in _visible(html)
     assert salary.missing in _visible(html)
     assert '<p class="pq-lead"><strong>' in html and "<blockquote" in html
     markdown = answer_markdown(salary)
-    assert markdown.startswith(f"**Partial answer.** {salary.missing[:20]}")
+    assert markdown.startswith(f"**Partly answered.** {salary.missing[:20]}")
     terminal = format_answer(salary)
-    assert terminal.startswith("Partial answer. The documents give no figure")
+    assert terminal.startswith("Partly answered. The documents give no figure")
     posts_html = answer_html(posts, docs, "8")
-    box = re.search(r'<div class="pq-conflicts" role="note">(.*?)</div>', posts_html)
+    box = re.search(r'<section class="pq-conflicts">(.*?)</section>', posts_html)
     assert box and "around 37" in _visible(box.group(1)) and "2012" in _visible(box.group(1))
     assert "**The documents differ:**" in answer_markdown(posts)
     assert "The documents differ:" in format_answer(posts)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from peerqa import Answer, Assistant, Citation, Document, Passage, Settings
-from peerqa.app import BUSY_MESSAGE, AnswerSlots, Handlers, build_app
+from peerqa.app import BUSY_MESSAGE, TURN_BREAK, AnswerSlots, Handlers, build_app
+from peerqa.cards import passage_html
 from peerqa.errors import ConfigurationError
-from peerqa.render import _quote_md, about_html, answer_html, answer_markdown, md_text, passage_html
+from peerqa.render import _quote_md, about_html, answer_html, answer_markdown, md_text
 from peerqa.serving import is_loopback, launch_auth
 from tests.helpers import (
     ANSWERABLE,
@@ -25,6 +26,8 @@ from tests.helpers import (
     app_env,
     get,
     running_app,
+    texts_by_class,
+    visible_text,
 )
 
 OUTSIDE = "What are the tax rules for cryptocurrency mining?"
@@ -67,15 +70,12 @@ def hostile() -> tuple[Document, Answer]:
     return doc, answer
 
 
-def visible_text(html: str) -> str:
-    return unescape(re.sub(r"<[^>]+>", "", html))
-
-
 def test_answer_html__renders_hostile_document_text_as_text(hostile):
     doc, answer = hostile
     html = answer_html(answer, {"guide": doc}, "1")
     tags = re.findall(r"<\s*([a-zA-Z][a-zA-Z0-9]*)", html)
-    assert set(tags) <= {"div", "p", "a", "h4", "details", "summary", "span", "mark", "br"}
+    assert set(tags) <= {"div", "p", "a", "h2", "h3", "section", "ol", "ul", "li", "strong",
+                         "details", "summary", "span", "mark", "br"}
     assert "javascript:" not in html and "onerror=" not in html and "](" not in html
     assert re.findall(r'href="([^"]*)"', html) == ["#pq-1-s1"]
     assert HOSTILE in visible_text(html)
@@ -95,11 +95,11 @@ def test_passage_html__shows_the_passage_inside_its_surrounding_text(hostile):
     doc, answer = hostile
     c = answer.citations[0]
     html = passage_html(c.text, c.start, c.end, c.highlights, doc)
-    spans = r'<span class="pq-(?:ctx|quote)">(.*?)</span>(?=<span|</div>)'
-    before, quote, after = re.findall(spans, html)
-    assert visible_text(before).startswith("…") and visible_text(before).endswith(BEFORE)
-    assert visible_text(quote) == c.text
-    assert visible_text(after).startswith(AFTER) and visible_text(after).endswith("…")
+    before, after = texts_by_class(html, "pq-ctx")
+    (quote,) = texts_by_class(html, "pq-quote")
+    assert before.startswith("…") and before.endswith(BEFORE)
+    assert quote == c.text  # every stored character, Markdown syntax kept in hidden spans
+    assert after.startswith(AFTER) and after.endswith("…")
 
 
 def test_answer_html__abstention_says_so_and_lists_closest_material_under_its_own_heading():
@@ -108,8 +108,9 @@ def test_answer_html__abstention_says_so_and_lists_closest_material_under_its_ow
     answer = Answer(question="q", text="The documents do not appear to cover this question.",
                     citations=[], abstained=True, passages=[p])
     html = answer_html(answer, {}, "2")
-    assert "pq-abstain" in html and "<h4>Closest material</h4>" in html
-    assert "<h4>Sources</h4>" not in html and "pq-marker" not in html
+    assert "pq-abstain" in html and '<h2 class="pq-h">Closest material</h2>' in html
+    assert ">Sources</h2>" not in html and "pq-marker" not in html
+    assert "Not covered by the documents." in visible_text(html)
     assert "Closest material** (not an answer)" in answer_markdown(answer)
 
 
@@ -178,7 +179,7 @@ def test_handlers__busy_when_no_answer_slot_frees_up(assistant: Assistant):
     assert slots.acquire()  # another question holds the only slot
     try:
         assert on.ask(ANSWERABLE) == BUSY_MESSAGE + "\n"
-        *_, (chat, turns, _, _) = on.respond(ANSWERABLE, [], [], ["x"])
+        *_, (chat, turns, _, _, _) = on.respond(ANSWERABLE, [], [], ["x"])
         assert BUSY_MESSAGE in chat[-1]["content"] and turns == []
     finally:
         slots.release()
@@ -189,15 +190,36 @@ def test_handlers__chat_explains_problems_in_words_and_keeps_history(assistant: 
     build_app(assistant, examples=[], handlers=on)
     respond = on.respond
     ids = [d.doc_id for d in assistant.documents]
-    *_, (chat, turns, _, _) = respond(ANSWERABLE, [], [], [])
+    *_, (chat, turns, _, _, _) = respond(ANSWERABLE, [], [], [])
     assert "no document is selected" in chat[-1]["content"] and turns == []
-    *_, (chat, turns, _, export) = respond(f"<b>{ANSWERABLE}</b>", [], [], ids)
+    *_, (chat, turns, _, export, _) = respond(f"<b>{ANSWERABLE}</b>", [], [], ids)
     assert chat[0]["content"].startswith("&#60;b&#62;")  # the user's own text is escaped too
     assert 'class="pq-answer"' in chat[-1]["content"] and len(turns) == 2
     assert export.startswith("**Question:**") and "**Sources**" in export
-    *_, (chat, turns, _, _) = respond("And what about supervision?", chat, turns, ids)
-    expected = assistant.ask("And what about supervision?", history=turns[:2])
+    follow_up = "And what about supervision?"
+    *_, (chat, turns, _, export, _) = respond(follow_up, chat, turns, ids, export)
+    expected = assistant.ask(follow_up, history=turns[:2])
     assert turns[-1]["content"] == expected.text and len(chat) == 4
+    # The conversation's Markdown keeps both turns, each with its sources.
+    first, second = export.split(TURN_BREAK)
+    assert first.startswith(f"**Question:** \\<b\\>{ANSWERABLE}") and "**Sources**" in first
+    assert second == answer_markdown(expected, follow_up)
+
+
+def test_handlers__empty_or_too_long_question_gets_a_notice_and_keeps_the_box(
+    assistant: Assistant,
+):
+    on = Handlers(assistant)
+    build_app(assistant, examples=[], handlers=on)
+    ids = [d.doc_id for d in assistant.documents]
+    ((chat, turns, box, export, notice),) = list(on.respond("   ", [], [], ids))
+    assert chat == [] and turns == [] and "Type a question first" in notice
+    assert box.__class__.__name__ == export.__class__.__name__ != "str"  # both left as they are
+    limit = assistant.settings.max_question_chars
+    long = "Why? " * (limit // 5 + 40)
+    ((chat, turns, box, _, notice),) = list(on.respond(long, [], [], ids))
+    assert chat == [] and box.__class__.__name__ != "str"  # the question is not cleared or cut
+    assert f"{len(long.strip()):,} characters long; the limit is {limit:,}" in visible_text(notice)
 
 
 # -- the real server ------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("search", {"retrieval", "ranking"}),
     ("answer", {"answer"}),
     ("facade", {"assistant", "__init__"}),
-    ("faces", {"render", "serving", "app", "cli", "evaluation", "llama_index", "__main__"}),
+    ("faces", {"markup", "cards", "render", "serving", "app", "cli", "evaluation", "llama_index",
+               "__main__"}),
 ]
 FACES = {"app", "cli", "evaluation"}
 """Faces may import peerqa modules inside a function, to keep start-up fast."""

@@ -32,7 +32,7 @@ def test_wheel__carries_corpus_gold_set_tuning_and_static_files(wheel: Path):
     assert "peerqa/tuning.json" in names  # the fitted adapter and relevance calibration
     assert "peerqa/_bundled_corpus/manifest.json" in names
     assert {"peerqa/static/app.css", "peerqa/static/head.html",
-            "peerqa/static/download.js"} <= names
+            "peerqa/static/download.js", "peerqa/static/copy.js"} <= names
 
 
 def test_installed_wheel__finds_its_own_gold_set_and_corpus(wheel: Path, tmp_path: Path):

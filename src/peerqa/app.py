@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -22,7 +23,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, InputError, PeerQAError
-from .render import ProgressBar, about_html, answer_html, answer_markdown, html_text
+from .markup import html_text
+from .render import ProgressBar, about_html, answer_html, answer_markdown
 from .serving import STATIC, launch, launch_auth
 from .settings import load_settings
 from .text import HEADING, heading_level
@@ -52,6 +54,10 @@ CANDIDATE_EXAMPLES = (
     "What is the role of a peer support worker?",
 )
 DOWNLOAD_JS = (STATIC / "download.js").read_text(encoding="utf-8")
+COPY_JS = (STATIC / "copy.js").read_text(encoding="utf-8")
+EMPTY_MESSAGE = "Type a question first, for example: What training do peer support workers need?"
+TURN_BREAK = "\n\n---\n\n"
+"""Between the turns of a conversation in its Markdown export."""
 
 # -- questions -----------------------------------------------------------------------------------
 
@@ -107,6 +113,29 @@ def friendly_error(error: BaseException) -> str:
     )
 
 
+def too_long_message(length: int, limit: int) -> str:
+    """What a practitioner is told when a question is over the limit (it is never cut)."""
+    return (f"Your question is {length:,} characters long; the limit is {limit:,}. "
+            "Please shorten it, then ask again.")
+
+
+_notices = itertools.count(1)
+
+
+def notice_html(message: str = "") -> str:
+    """The line above the question box: a short message, or nothing. Each message has its own
+    id, so the same message twice is shown twice (the page hides a notice once typing resumes)."""
+    if not message:
+        return ""
+    return f'<p class="pq-notice-msg" id="pq-notice-{next(_notices)}">{html_text(message)}</p>'
+
+
+def conversation_markdown(export: str, answer: Answer, question: str) -> str:
+    """The conversation so far as Markdown, this turn with its sources added after the others."""
+    turn = answer_markdown(answer, question)
+    return export.rstrip() + TURN_BREAK + turn if export.strip() else turn
+
+
 def _log(error: BaseException) -> None:
     print("peerqa: error while answering:", file=sys.stderr)
     traceback.print_exception(error, file=sys.stderr)
@@ -141,23 +170,33 @@ class Handlers:
         chat: list[dict[str, str]],
         turns: list[dict[str, str]],
         selected: list[str],
+        export: str = "",
     ) -> Iterator[tuple[Any, ...]]:
-        """The chat: the question, the answer as it is written, then the answer with sources."""
+        """The chat: the question, the answer as it is written, then the answer with sources.
+
+        Yields (chat, turns, question box, conversation Markdown, notice). An empty or too long
+        question gets a notice and keeps the question box as it is, so nothing typed is lost.
+        """
         gr = self._gr
-        question = (question or "").strip()
+        question = (question or "").replace("\x00", "").strip()
         chat = list(chat or [])
         turns = list(turns or [])
+        limit = self.assistant.settings.max_question_chars
         if not question:
-            yield chat, turns, "", gr.skip()
+            yield chat, turns, gr.skip(), gr.skip(), notice_html(EMPTY_MESSAGE)
+            return
+        if len(question) > limit:
+            yield chat, turns, gr.skip(), gr.skip(), notice_html(
+                too_long_message(len(question), limit))
             return
         turn = str(len(turns) // 2 + 1)
         chat.append({"role": "user", "content": html_text(question)})
         chat.append({"role": "assistant", "content": '<p class="pq-text pq-pending">…</p>'})
-        yield chat, turns, "", gr.skip()
+        yield chat, turns, "", gr.skip(), notice_html()
         if not self.slots.acquire():
             chat[-1] = {"role": "assistant",
                         "content": f'<p class="pq-text pq-error">{BUSY_MESSAGE}</p>'}
-            yield chat, turns, gr.skip(), gr.skip()
+            yield chat, turns, gr.skip(), gr.skip(), gr.skip()
             return
         try:
             answer, written = None, ""
@@ -170,21 +209,22 @@ class Handlers:
                 written += piece
                 chat[-1] = {"role": "assistant",
                             "content": f'<p class="pq-text pq-pending">{html_text(written)} ▍</p>'}
-                yield chat, turns, gr.skip(), gr.skip()
+                yield chat, turns, gr.skip(), gr.skip(), gr.skip()
             if answer is None:
                 raise PeerQAError("the answer ended before it was complete")
             chat[-1] = {"role": "assistant",
                         "content": answer_html(answer, self.documents, turn)}
             turns += [{"role": "user", "content": question},
                       {"role": "assistant", "content": answer.text}]
-            yield chat, turns, gr.skip(), answer_markdown(answer, question)
+            yield (chat, turns, gr.skip(), conversation_markdown(export or "", answer, question),
+                   gr.skip())
         except Exception as e:  # every failure becomes a message in the chat
             if not isinstance(e, PeerQAError):
                 _log(e)
             message = html_text(friendly_error(e))
             chat[-1] = {"role": "assistant",
                         "content": f'<p class="pq-text pq-error">{message}</p>'}
-            yield chat, turns, gr.skip(), gr.skip()
+            yield chat, turns, gr.skip(), gr.skip(), gr.skip()
         finally:
             self.slots.release()
 
@@ -238,8 +278,8 @@ class Handlers:
         return answer.to_dict()
 
     @staticmethod
-    def new_conversation() -> tuple[list[Any], list[Any], str, str]:
-        return [], [], "", ""
+    def new_conversation() -> tuple[list[Any], list[Any], str, str, str]:
+        return [], [], "", "", ""
 
 
 def build_app(
@@ -264,7 +304,7 @@ def build_app(
             "<h1>peerqa</h1><p>Questions about introducing and supporting mental-health Peer "
             "Support Workers, answered only with sentences quoted from the documents. Click a "
             "number like <b>&#91;1&#93;</b> or a source to read the passage where it "
-            "appears.</p>",
+            f'appears.</p><span hidden id="pq-limit" data-limit="{limit}"></span>',
             elem_id="pq-header",
         )
         turns = gr.State([])
@@ -292,11 +332,17 @@ def build_app(
                         "appears. Try one of the example questions below."
                     ),
                 )
+                # Notices sit just above the question box, so they show wherever it is in view.
+                notice = gr.HTML("", elem_id="pq-notice", padding=False)
+                gr.HTML('<p id="pq-client-msg" class="pq-notice-msg" role="status" '
+                        'aria-live="polite"></p>', elem_id="pq-client", padding=False)
                 with gr.Row(equal_height=True):
+                    # No max_length: a pasted question over the limit is never cut silently; the
+                    # notice below says how long it is and what the limit is.
                     question = gr.Textbox(
+                        label="Your question",
                         show_label=False,
                         placeholder="Ask about peer support work, e.g. what supervision helps?",
-                        max_length=limit,
                         lines=1,
                         max_lines=4,
                         scale=5,
@@ -306,8 +352,12 @@ def build_app(
                     )
                     ask_button = gr.Button("Ask", variant="primary", scale=1, min_width=80,
                                            elem_id="pq-ask")
-                with gr.Row():
-                    new_button = gr.Button("New conversation", size="sm", elem_id="pq-new")
+                with gr.Row(elem_id="pq-actions"):
+                    new_button = gr.Button("New conversation", size="sm", scale=0,
+                                           elem_id="pq-new")
+                    copy = gr.Button("Copy", size="sm", scale=0, elem_id="pq-copy")
+                    download = gr.Button("Download .md", size="sm", scale=0,
+                                         elem_id="pq-download")
                 shown_examples = None
                 if examples:
                     shown_examples = gr.Examples(
@@ -324,17 +374,17 @@ def build_app(
                     label="Documents to search",
                     elem_id="pq-docs",
                 )
-                with gr.Accordion("This answer as Markdown (copy or download)", open=False):
+                with gr.Accordion("The conversation as Markdown", open=False,
+                                  elem_id="pq-export-box"):
                     export = gr.Textbox(
+                        label="The conversation as Markdown",
                         show_label=False,
                         lines=8,
                         max_lines=16,
                         interactive=False,
-                        buttons=["copy"],
                         elem_id="pq-export",
-                        placeholder="The latest answer, with its references, appears here.",
+                        placeholder="Every question and answer, with its sources, appears here.",
                     )
-                    download = gr.Button("Download .md", size="sm", elem_id="pq-download")
                 with gr.Accordion("About these documents", open=False, elem_id="pq-about"):
                     gr.HTML(about_html(list(by_id.values()), info))
                 status = f"{len(by_id)} documents"
@@ -345,8 +395,8 @@ def build_app(
 
         answering = {
             "fn": on.respond,
-            "inputs": [question, chat, turns, selected],
-            "outputs": [chat, turns, question, export],
+            "inputs": [question, chat, turns, selected, export],
+            "outputs": [chat, turns, question, export, notice],
             "api_visibility": "private",
             "show_progress": "hidden",
             "concurrency_id": "answers",
@@ -354,11 +404,12 @@ def build_app(
         gr.on(triggers=[ask_button.click, question.submit], **answering)
         if shown_examples is not None:
             shown_examples.load_input_event.then(**answering)
-        new_button.click(on.new_conversation, outputs=[chat, turns, question, export],
+        new_button.click(on.new_conversation, outputs=[chat, turns, question, export, notice],
                          api_visibility="private", queue=False)
         # The chat's own clear button must forget the history too, or follow-ups would use it.
-        chat.clear(lambda: ([], ""), outputs=[turns, export], api_visibility="private",
-                   queue=False)
+        chat.clear(lambda: ([], "", ""), outputs=[turns, export, notice],
+                   api_visibility="private", queue=False)
+        copy.click(None, inputs=[export], js=COPY_JS, api_visibility="private")
         download.click(None, inputs=[export], js=DOWNLOAD_JS, api_visibility="private")
         gr.api(on.ask, api_name="ask", concurrency_id="answers")  # type: ignore[attr-defined]
         gr.api(on.ask_json, api_name="ask_json",  # type: ignore[attr-defined]

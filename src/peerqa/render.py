@@ -1,165 +1,43 @@
 """How answers and sources look: HTML for the chat, Markdown for the API and downloads, plain
 text for the terminal. Every string from a document passes through ``html_text`` or ``md_text``
-here, so document text can never act as markup. The quoted sentences are marked by one splicer,
-``highlight_runs``, whatever the format.
+(``markup.py``), so document text can never act as markup. The quoted sentences are marked by one
+splicer, ``highlight_runs``, whatever the format. The chat's evidence (coverage banner, conflicts
+box, source cards) is ``cards.py``'s.
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .answer.shape import Block, blocks
+from .cards import (
+    COVERAGE,
+    closest_html,
+    conflicts_html,
+    coverage_banner,
+    sources_html,
+    text_after_banner,
+)
+from .markup import highlight_runs, html_text, md_text
+from .markup import section_label as _section
 from .text import MARKER, year_label
 from .types import Answer, AnswerPart, Citation, Document, Passage
 
 if TYPE_CHECKING:
     from .indexing import IndexInfo
 
-BANNERS = {"partial": "Partial answer.", "not_covered": "Not covered."}
-"""How an answer that is not a full one announces itself, before anything else."""
-CONTEXT_CHARS = 280
-"""Characters of document text shown before and after a quoted passage."""
 BOLD, RESET = "\033[1m", "\033[0m"
-
-# -- escaping ---------------------------------------------------------------------------------
-
-# One pass over the text: HTML's five specials, plus every character that Markdown, GFM autolinks
-# or LaTeX would act on, as numeric entities. Entities are literal text to a Markdown parser, so
-# document text can never become a tag, a link or an emphasis, whatever Gradio does with it.
-_HTML_TABLE = str.maketrans(
-    {c: f"&#{ord(c)};" for c in "&<>\"'`*_[](){}#|~$\\!:=@^"}
-)
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$&])")
-
-
-def html_text(text: str) -> str:
-    """Escape text for the chat's HTML: nothing in it can act as HTML or Markdown."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_HTML_TABLE)
-    return text.replace("\n", "<br>")
-
-
-def md_text(text: str) -> str:
-    """Escape text for Markdown: shown verbatim by any CommonMark renderer, never a link or tag."""
-    return _MD_SPECIAL.sub(r"\\\1", text.replace("\r\n", "\n").replace("\r", "\n"))
+BANNERS = {coverage: f"{title}." for coverage, (title, _) in COVERAGE.items()}
+"""How an answer announces its coverage, in every face (the app's banner uses the same words)."""
 
 
 def location(item: Passage) -> str:
     """Where a passage is: its page in a paged source (PDF), then its character offsets."""
     page = f"page {item.page}, " if item.page is not None else ""
     return f"{page}characters {item.start}–{item.end}"
-
-
-def _section(section: str) -> str:
-    return " › ".join(p.strip() for p in section.split(" > ") if p.strip()) or "untitled section"
-
-
-# -- passages in context ------------------------------------------------------------------------
-
-
-def _merged(spans: Sequence[tuple[int, int]], start: int, end: int) -> list[tuple[int, int]]:
-    """Highlight spans clipped to [start, end], sorted and merged."""
-    clipped = sorted((max(a, start), min(b, end)) for a, b in spans if min(b, end) > max(a, start))
-    out: list[tuple[int, int]] = []
-    for a, b in clipped:
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
-
-
-def highlight_runs(
-    start: int, end: int, highlights: Sequence[tuple[int, int]]
-) -> list[tuple[int, int, bool]]:
-    """The passage document[start:end] cut into (from, to, highlighted) runs, offsets relative
-    to the passage; the highlight spans (document offsets) are clipped and merged first."""
-    runs: list[tuple[int, int, bool]] = []
-    pos = 0
-    for a, b in _merged(highlights, start, end):
-        if a - start > pos:
-            runs.append((pos, a - start, False))
-        runs.append((a - start, b - start, True))
-        pos = b - start
-    if end - start > pos or not runs:
-        runs.append((pos, end - start, False))
-    return runs
-
-
-def _context(doc_text: str, start: int, end: int, chars: int) -> tuple[str, str]:
-    """About ``chars`` characters of text either side of [start, end], cut at word boundaries."""
-    lo = max(0, start - chars)
-    before = doc_text[lo:start]
-    if lo > 0:
-        cut = re.search(r"\s", before)
-        before = "…" + (before[cut.end():] if cut else before)
-    hi = min(len(doc_text), end + chars)
-    after = doc_text[end:hi]
-    if hi < len(doc_text):
-        cut = re.search(r"\s\S*$", after)
-        after = (after[: cut.start()] if cut else after) + "…"
-    return before, after
-
-
-def passage_html(
-    text: str,
-    start: int,
-    end: int,
-    highlights: Sequence[tuple[int, int]],
-    document: Document | None,
-    context_chars: int = CONTEXT_CHARS,
-) -> str:
-    """A passage inside its surrounding document text, the quoted sentences in <mark>."""
-    in_document = document is not None and document.text[start:end] == text
-    before = after = ""
-    if in_document:
-        assert document is not None
-        before, after = _context(document.text, start, end, context_chars)
-    parts = [
-        f'<mark class="pq-hl">{html_text(text[a:b])}</mark>' if marked else html_text(text[a:b])
-        for a, b, marked in highlight_runs(start, end, highlights)
-    ]
-    return (
-        '<div class="pq-passage">'
-        + (f'<span class="pq-ctx">{html_text(before)}</span>' if before else "")
-        + f'<span class="pq-quote">{"".join(parts)}</span>'
-        + (f'<span class="pq-ctx">{html_text(after)}</span>' if after else "")
-        + "</div>"
-    )
-
-
-def _preview(text: str, start: int, highlights: Sequence[tuple[int, int]], limit: int = 180) -> str:
-    spans = _merged(highlights, start, start + len(text))
-    quoted = " … ".join(text[a - start : b - start].strip() for a, b in spans) or text
-    quoted = " ".join(quoted.split())
-    return quoted if len(quoted) <= limit else quoted[: limit - 1].rsplit(" ", 1)[0] + " …"
-
-
-def _source_card(
-    anchor: str,
-    label: str,
-    item: Citation | Passage,
-    highlights: Sequence[tuple[int, int]],
-    document: Document | None,
-) -> str:
-    title = html_text(item.title)
-    year = html_text(year_label(item.year))
-    section = html_text(_section(item.section))
-    preview = html_text(_preview(item.text, item.start, highlights))
-    doc_name = html_text(document.short_title if document and document.short_title else item.doc_id)
-    return (
-        f'<details class="pq-src" id="{anchor}">'
-        f'<summary><span class="pq-num">{label}</span> '
-        f'<span class="pq-title">{title}</span> <span class="pq-year">({year})</span>'
-        f'<span class="pq-section">{section}</span>'
-        f'<span class="pq-preview">“{preview}”</span></summary>'
-        + passage_html(item.text, item.start, item.end, highlights, document)
-        + f'<div class="pq-loc">{doc_name} · {html_text(location(item))}</div>'
-        "</details>"
-    )
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -173,7 +51,7 @@ def _answer_text_html(text: str, anchors: Mapping[int, str]) -> str:
         if n in anchors:
             out.append(
                 f'<a class="pq-marker" href="#{anchors[n]}" title="Show source {n}">'
-                f"&#91;{n}&#93;</a>"
+                f'&#91;<span class="pq-sr">source </span>{n}&#93;</a>'
             )
         else:
             out.append(html_text(m.group(0)))
@@ -182,16 +60,22 @@ def _answer_text_html(text: str, anchors: Mapping[int, str]) -> str:
     return "".join(out)
 
 
-def _block_html(b: Block, coverage: str, anchors: Mapping[int, str]) -> str:
-    """One block of an answer: a banner, peerqa's own line, quotes, or the documents' figures
-    side by side. peerqa's words are bold or plain; quotes are block quotes or list items."""
+def _block_html(
+    b: Block, answer: Answer, documents: Mapping[str, Document], anchors: Mapping[int, str]
+) -> str:
+    """One block of an answer: peerqa's own line, quotes, or where the documents differ.
+
+    peerqa's words are bold (a lead) or plain (a note); quotes are block quotes or list items.
+    What is missing is in the coverage banner above, so a partial answer's banner block adds
+    nothing; a not-covered answer's says so in words.
+    """
     def said(part: AnswerPart) -> str:
         return _answer_text_html(part.marked, anchors)
 
     if b.kind == "banner":
-        extra = " pq-abstain" if coverage == "not_covered" else ""
-        return (f'<div class="pq-banner pq-{coverage.replace("_", "-")}{extra}" role="note">'
-                f"<strong>{BANNERS[coverage]}</strong> {html_text(b.text)}</div>")
+        if answer.coverage != "not_covered":
+            return ""
+        return f'<p class="pq-text pq-abstain">{html_text(b.text)}</p>'
     if b.kind in ("lead", "note"):
         inner = f"<strong>{html_text(b.text)}</strong>" if b.kind == "lead" else html_text(b.text)
         return f'<p class="pq-{b.kind}">{inner}</p>'
@@ -199,45 +83,29 @@ def _block_html(b: Block, coverage: str, anchors: Mapping[int, str]) -> str:
         return f'<blockquote class="pq-said">{" ".join(said(p) for p in b.parts)}</blockquote>'
     if b.kind == "list":
         return '<ul class="pq-said">' + "".join(f"<li>{said(p)}</li>" for p in b.parts) + "</ul>"
-    rows = "".join(
-        f"<li><strong>{html_text(label)}</strong>: {html_text(side.value)} — "
-        f"<q>{said(part)}</q></li>" for label, part, side in b.sides
-    )
-    return (f'<div class="pq-conflicts" role="note"><p><strong>{html_text(b.text)}</strong></p>'
-            f"<ul>{rows}</ul></div>")
+    # "differ": each side's figure, date, source and quote, in the box the app styles.
+    return conflicts_html(answer, documents, anchors, shown="")
 
 
 def answer_html(answer: Answer, documents: Mapping[str, Document], turn: str) -> str:
-    """An answer for the chat: a banner when it is partial or not covered, peerqa's lines and
-    the quotes with clickable [n] markers, differing figures in a box, then the sources."""
+    """An answer for the chat: its coverage banner (what the documents do not give), peerqa's
+    own lines and the quotes with clickable [n] markers, where the documents differ, then its
+    sources (or the closest material) in context."""
     anchors = {c.number: f"pq-{turn}-s{c.number}" for c in answer.citations}
-    parts = [f'<div class="pq-answer" id="pq-{turn}">']
+    parts = [f'<div class="pq-answer" id="pq-{turn}">', coverage_banner(answer)]
     if answer.parts:
-        parts.extend(_block_html(b, answer.coverage, anchors) for b in blocks(answer))
+        for b in blocks(answer):
+            parts.append(_block_html(b, answer, documents, anchors))
     else:  # an answer made without parts: its text as it is
         text_class = "pq-text pq-abstain" if answer.abstained else "pq-text"
-        parts.append(f'<p class="{text_class}">{_answer_text_html(answer.text, anchors)}</p>')
+        parts.append(
+            f'<p class="{text_class}">{_answer_text_html(text_after_banner(answer), anchors)}</p>'
+        )
+        parts.append(conflicts_html(answer, documents, anchors))
     for notice in answer.notices:
         parts.append(f'<p class="pq-notice">Note: {html_text(notice)}</p>')
-    if answer.citations:
-        parts.append('<div class="pq-sources"><h4>Sources</h4>')
-        parts.extend(
-            _source_card(anchors[c.number], f"&#91;{c.number}&#93;", c,
-                         c.highlights or ((c.start, c.end),), documents.get(c.doc_id))
-            for c in answer.citations
-        )
-        parts.append("</div>")
-    if answer.abstained and answer.passages:
-        parts.append(
-            '<div class="pq-closest"><h4>Closest material</h4>'
-            '<p class="pq-note">The nearest passages in the documents. They do not answer the '
-            "question; they show what the documents do say nearby.</p>"
-        )
-        parts.extend(
-            _source_card(f"pq-{turn}-c{i}", f"&#40;{i}&#41;", p, (), documents.get(p.doc_id))
-            for i, p in enumerate(answer.passages, 1)
-        )
-        parts.append("</div>")
+    parts.append(sources_html(answer, documents, anchors))
+    parts.append(closest_html(answer, documents, turn))
     parts.append("</div>")
     return "".join(parts)
 

@@ -1,0 +1,1 @@
+(markdown) => { window.peerqa.copy(markdown); }
