@@ -16,7 +16,7 @@ PACKAGE = REPO / "src" / "peerqa"
 LAYERS: list[tuple[str, set[str]]] = [
     ("ground", {"errors", "text", "types"}),
     ("config", {"settings", "tuning"}),
-    ("ingest", {"corpus", "chunking", "store", "openai_client"}),
+    ("ingest", {"corpus", "chunking", "generation", "store", "openai_client"}),
     ("models", {"embeddings"}),
     ("index", {"indexing"}),
     ("search", {"retrieval"}),
@@ -30,7 +30,7 @@ LAZY_THIRD_PARTY = {
     # Heavy packages imported on first use, only by the module that wraps them.
     "openai": {"openai_client"},
     "httpx": {"openai_client"},
-    "chromadb": {"store"},
+    "chromadb": {"generation"},
     "gradio": {"app"},
     "starlette": {"serving"},
     "llama_index": {"evaluation", "llama_index"},
