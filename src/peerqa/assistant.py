@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -29,16 +30,32 @@ from .answer.written import (
 )
 from .corpus import Corpus, load_corpus
 from .embeddings import Embedder, get_embedder
-from .errors import IndexNotFoundError, InputError
+from .errors import IndexNotFoundError, InputError, PeerQAError, StoreError
 from .indexing import Indexer, IndexInfo, Progress
 from .openai_client import OpenAIBackend
-from .retrieval import Hit, Retriever
+from .retrieval import Hit, Retriever, Vocabulary
 from .settings import Settings, check_k, load_settings
-from .store import ChromaLocation, IndexStore
+from .store import ChromaLocation, Generation, IndexStore
 from .tuning import Tuning, load_tuning
 from .types import Answer, Chunk, Document, Passage
 
-__all__ = ["Assistant", "IndexInfo", "normalise_history"]
+__all__ = ["Assistant", "IndexInfo", "check_encodable", "normalise_history"]
+
+log = logging.getLogger(__name__)
+
+
+def check_encodable(text: str, what: str) -> str:
+    """``text``, or InputError when it holds what no encoder takes (a lone surrogate, such as an
+    invalid byte in a command-line argument becomes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(
+            f"the {what} contains something that is not text at character {e.start + 1} (an "
+            "invalid byte or a broken character): retype it, or check that the terminal or "
+            "program sending it uses UTF-8"
+        ) from None
+    return text
 
 
 def normalise_history(history: Any) -> list[dict[str, str]]:
@@ -61,7 +78,8 @@ def normalise_history(history: Any) -> list[dict[str, str]]:
             )
         elif isinstance(content, Mapping):
             content = str(content.get("text", ""))
-        turns.append({"role": str(turn["role"]), "content": str(content or "")})
+        turns.append({"role": check_encodable(str(turn["role"]), "history"),
+                      "content": check_encodable(str(content or ""), "history")})
     return turns
 
 
@@ -88,6 +106,7 @@ class Assistant:
         self._corpus: Corpus | None = None
         self._retriever: Retriever | None = None
         self._writer: WrittenAnswerer | None = None
+        self._stamp: tuple[int, int, int] | None = None  # CURRENT as the open retriever saw it
         self._lock = threading.RLock()
         self.store = IndexStore(
             self.settings.resolved_index_dir,
@@ -131,10 +150,10 @@ class Assistant:
         """The indexed passages of the live index, in corpus order."""
         return self.retriever.chunks
 
-    def _indexer(self) -> Indexer:
+    def _indexer(self, corpus: Corpus | None = None) -> Indexer:
         s = self.settings
         return Indexer(
-            self.store, self.corpus, self.embedder,
+            self.store, corpus or self.corpus, self.embedder,
             chunk_target_words=s.chunk_target_words, chunk_max_words=s.chunk_max_words,
         )
 
@@ -146,21 +165,28 @@ class Assistant:
         return self._indexer().is_current()
 
     def index(self, rebuild: bool = False, progress: Progress | None = None) -> IndexInfo:
-        """Build the index if the corpus, chunking or model changed (or ``rebuild``); else reuse."""
+        """Build the index if the corpus, chunking or model changed, or it is damaged (or
+        ``rebuild``); else reuse it. A rebuild reuses every vector whose file is sound."""
         t0 = time.perf_counter()
         with self._lock:
             indexer = self._indexer()
+            damage = None
             if not rebuild and indexer.is_current():
-                return self._info(False, t0)
+                damage = self.store.damage()  # hashes, SQLite's check, a probe query
+                if damage is None:
+                    return self._info(False, t0)
+                log.warning("the index at %s is damaged (%s): rebuilding it",
+                            self.store.directory, damage)
             with self.store.write_lock():
                 # Another process may have finished the same build while we waited to start.
-                if not rebuild and indexer.is_current():
+                if (not rebuild and damage is None and indexer.is_current()
+                        and self.store.damage() is None):
                     return self._info(False, t0)
                 indexer.build(progress)
             self._retriever = None
-            return self._info(True, t0)
+            return self._info(True, t0, damage or "")
 
-    def _info(self, built: bool, t0: float) -> IndexInfo:
+    def _info(self, built: bool, t0: float, repaired: str = "") -> IndexInfo:
         retriever = self._open()
         return IndexInfo(
             built=built,
@@ -170,19 +196,68 @@ class Assistant:
             seconds=time.perf_counter() - t0,
             directory=str(self.store.directory),
             skipped=tuple((s.path, s.reason) for s in self.corpus.skipped),
+            repaired=repaired,
         )
 
     def _open(self) -> Retriever:
         with self._lock:
             if self._retriever is None:
-                s = self.settings
-                self._retriever = Retriever(
-                    self.store.open(), self.embedder, {d.doc_id: d for d in self.documents},
-                    fusion=s.fusion, bm25_weight=s.bm25_weight, dense_weight=s.dense_weight,
-                    sentence_weight=s.sentence_weight, rrf_k=s.rrf_k,
-                    mention_boost=s.mention_boost, tuning=self.tuning,
-                )
+                stamp = self.store.pointer_stamp()  # before reading: a later change is noticed
+                self._retriever = self._make_retriever(self.store.open(), self.corpus)
+                self._stamp = stamp
             return self._retriever
+
+    def _make_retriever(self, generation: Generation, corpus: Corpus) -> Retriever:
+        s = self.settings
+        return Retriever(
+            generation, self.embedder, {d.doc_id: d for d in corpus.documents},
+            fusion=s.fusion, bm25_weight=s.bm25_weight, dense_weight=s.dense_weight,
+            sentence_weight=s.sentence_weight, rrf_k=s.rrf_k,
+            mention_boost=s.mention_boost, tuning=self.tuning,
+        )
+
+    def _current(self) -> Retriever:
+        """The retriever one question uses from start to end.
+
+        It is the open one, unless a build has replaced CURRENT since (one stat call tells):
+        then the newer generation is opened with the corpus it was built from, between two
+        questions. A question holds the retriever it started with, so an answer never mixes
+        two generations, and in-flight answers keep theirs until they finish.
+        """
+        with self._lock:
+            retriever = self.retriever
+            stamp = self.store.pointer_stamp()
+            if stamp == self._stamp:
+                return retriever
+            self._stamp = stamp
+            try:
+                newer = self._newer(retriever)
+            except PeerQAError as e:
+                log.warning("keeping index generation %s: the new one cannot be used yet (%s)",
+                            retriever.generation.name, e)
+                return retriever
+            if newer is not None:
+                log.info("switched to index generation %s", newer.generation.name)
+                self._retriever = newer
+                return newer
+            return retriever
+
+    def _newer(self, retriever: Retriever) -> Retriever | None:
+        """The live generation's retriever if it is not ``retriever``'s, with its corpus."""
+        name = self.store.current_name()
+        if name is None or name == retriever.generation.name:
+            return None
+        corpus = load_corpus(self.settings.resolved_corpus_dir)
+        generation = self.store.open()
+        expected = self._indexer(corpus).expected_manifest()
+        if any(generation.manifest.get(k) != v for k, v in expected.items()):
+            generation.close()
+            raise StoreError(
+                f"generation {name} was not built from the documents and settings this "
+                "assistant has now"
+            )
+        self._corpus = corpus
+        return self._make_retriever(generation, corpus)
 
     @property
     def retriever(self) -> Retriever:
@@ -202,7 +277,7 @@ class Assistant:
     def _check_text(self, text: Any, what: str) -> str:
         if not isinstance(text, str):
             raise InputError(f"the {what} must be text, not {type(text).__name__}")
-        checked: str = text.replace("\x00", "").strip()
+        checked: str = check_encodable(text.replace("\x00", "").strip(), what)
         if not checked:
             raise InputError(f"the {what} is empty: type a {what} in words")
         limit = self.settings.max_question_chars
@@ -213,13 +288,21 @@ class Assistant:
             )
         return checked
 
-    def _check_filter(self, doc_ids: Sequence[str] | None) -> list[str] | None:
+    def _check_filter(
+        self, doc_ids: Sequence[str] | None, documents: Mapping[str, Document] | None = None
+    ) -> list[str] | None:
         if doc_ids is None:
             return None
         if isinstance(doc_ids, str):
             doc_ids = [doc_ids]
         ids = list(dict.fromkeys(doc_ids))
-        known = {d.doc_id for d in self.corpus.documents}
+        for doc_id in ids:
+            if not isinstance(doc_id, str):
+                raise InputError(f"document ids must be text, not {type(doc_id).__name__}")
+            check_encodable(doc_id, "document filter")
+        known = set(documents) if documents is not None else {
+            d.doc_id for d in self.corpus.documents
+        }
         unknown = [d for d in ids if d not in known]
         if unknown:
             raise InputError(
@@ -238,8 +321,9 @@ class Assistant:
         """The ``k`` passages most relevant to ``query`` (default ``top_k``), best first."""
         query = self._check_text(query, "query")
         k = check_k(self.settings.top_k if k is None else k)
-        ids = self._check_filter(doc_ids)
-        return [h.passage for h in self.retriever.search(query, k, ids)]
+        retriever = self._current()
+        ids = self._check_filter(doc_ids, retriever.documents)
+        return [h.passage for h in retriever.search(query, k, ids)]
 
     def _prepare(
         self,
@@ -247,18 +331,19 @@ class Assistant:
         history: Sequence[Mapping[str, Any]] | None,
         doc_ids: Sequence[str] | None,
         k: int | None,
-    ) -> tuple[str, list[dict[str, str]], list[Hit], QuestionTerms]:
-        """Checked inputs, the question's terms and the retrieved hits."""
+    ) -> tuple[str, list[dict[str, str]], list[Hit], QuestionTerms, Vocabulary]:
+        """Checked inputs, the question's terms, the retrieved hits and the vocabulary of the
+        generation they came from."""
         question = self._check_text(question, "question")
         turns = normalise_history(history)
-        ids = self._check_filter(doc_ids)
         k = check_k(k if k is not None else self.settings.answer_k)
         if self.settings.answer_mode == "openai":
             self._written()  # a missing key is reported before any index work
-        retriever = self.retriever
+        retriever = self._current()
+        ids = self._check_filter(doc_ids, retriever.documents)
         terms = question_terms(question, turns, retriever.vocabulary)
         hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
-        return question, turns, hits, terms
+        return question, turns, hits, terms, retriever.vocabulary
 
     def ask(
         self,
@@ -303,14 +388,14 @@ class Assistant:
         stream: bool,
     ) -> Iterator[str | Answer]:
         """The mode's verified text as it is written (written mode only), then the Answer."""
-        question, turns, hits, terms = self._prepare(question, history, doc_ids, k)
+        question, turns, hits, terms, vocabulary = self._prepare(question, history, doc_ids, k)
         if self.settings.answer_mode != "openai":
-            yield self._extractive(question, hits, terms)
+            yield self._extractive(question, hits, terms, vocabulary)
             return
         passages = [h.passage for h in hits]
         for item in self._written().run(question, turns, passages, terms.query, stream=stream):
             if isinstance(item, Fallback):
-                yield self._fall_back(question, hits, terms, item)
+                yield self._fall_back(question, hits, terms, vocabulary, item)
             elif isinstance(item, Interrupted):
                 if self.settings.strict:
                     raise item.error
@@ -318,17 +403,24 @@ class Assistant:
             else:
                 yield item
 
-    def _extractive(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Answer:
+    def _extractive(
+        self, question: str, hits: Sequence[Hit], terms: QuestionTerms, vocabulary: Vocabulary
+    ) -> Answer:
         s = self.settings
         return extractive_answer(
-            question, hits, terms, self.retriever.vocabulary,
+            question, hits, terms, vocabulary,
             max_sentences=s.max_sentences,
             max_list_sentences=s.max_list_sentences,
             min_coverage=s.min_coverage,
         )
 
     def _fall_back(
-        self, question: str, hits: Sequence[Hit], terms: QuestionTerms, fallback: Fallback
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        terms: QuestionTerms,
+        vocabulary: Vocabulary,
+        fallback: Fallback,
     ) -> Answer:
         """The written answer cannot be shown: the offline answer instead, or strict's error."""
         if self.settings.strict:
@@ -339,7 +431,7 @@ class Assistant:
             return dataclasses.replace(
                 base, notices=[f"{fallback.reason}.", *fallback.notices], checks=checks
             )
-        offline = self._extractive(question, hits, terms)
+        offline = self._extractive(question, hits, terms, vocabulary)
         checks = with_citation_checks(
             dataclasses.replace(fallback.checks, fallback=fallback.kind), offline.checks
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # as a shell reports a program ended by SIGPIPE
 
 
 def _assistant(args: argparse.Namespace) -> Assistant:
@@ -38,6 +40,8 @@ def _ensure_index(
         info = assistant.index(rebuild=rebuild, progress=bar)
     finally:
         bar.close()
+    if info.repaired:
+        print(f"peerqa: the index was damaged ({info.repaired}); rebuilt it", file=sys.stderr)
     if info.skipped and not args.quiet:
         for path, reason in info.skipped:
             print(f"peerqa: skipped {path}: {reason}", file=sys.stderr)
@@ -237,7 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader gone away is handled below
+        return status
     except InputError as e:
         print(f"peerqa: error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -247,6 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("peerqa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Whoever read the output stopped early (`peerqa ask ... | head`): end quietly. Standard
+        # output is pointed at /dev/null so the interpreter's last flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
