@@ -21,7 +21,14 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError, InputError, PeerQAError
+from .errors import (
+    BackendError,
+    ConfigurationError,
+    CorpusError,
+    InputError,
+    PeerQAError,
+    StoreError,
+)
 from .render import ProgressBar, about_html, answer_html, answer_markdown, html_text
 from .serving import STATIC, launch, launch_auth
 from .settings import load_settings
@@ -96,18 +103,31 @@ class AnswerSlots:
 
 
 def friendly_error(error: BaseException) -> str:
-    """What a practitioner is told when a question cannot be answered."""
+    """What a practitioner is told when a question cannot be answered: what went wrong in
+    words, never a server path or a setting (the log keeps those)."""
     if isinstance(error, InputError):
-        return f"I could not use that question: {error}."
-    if isinstance(error, PeerQAError):
-        return f"Something went wrong while answering: {error}. Please try again."
+        return f"I could not use that question: {_SERVER_PATH.sub('…', str(error))}."
+    what = next((words for kind, words in _FAILURES if isinstance(error, kind)), "")
     return (
-        "Something went wrong while answering. Please try again; if it keeps happening, "
-        "tell whoever runs this app."
+        f"Something went wrong while answering{f' ({what})' if what else ''}. Please try "
+        "again; if it keeps happening, tell whoever runs this app."
     )
 
 
+_SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@~+-]+){2,}[\\/]?")
+_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (BackendError, "the language model service did not answer as expected"),
+    (StoreError, "the document index could not be read"),
+    (CorpusError, "the documents could not be read"),
+    (PeerQAError, "the app is not set up correctly"),
+)
+
+
 def _log(error: BaseException) -> None:
+    """The whole story for whoever runs the app: the message, and a traceback when unexpected."""
+    if isinstance(error, PeerQAError):
+        print(f"peerqa: error while answering: {error}", file=sys.stderr)
+        return
     print("peerqa: error while answering:", file=sys.stderr)
     traceback.print_exception(error, file=sys.stderr)
 
@@ -173,13 +193,14 @@ class Handlers:
                 yield chat, turns, gr.skip(), gr.skip()
             if answer is None:
                 raise PeerQAError("the answer ended before it was complete")
-            chat[-1] = {"role": "assistant",
-                        "content": answer_html(answer, self.documents, turn)}
+            # The documents of the index that answered (a newer one may have replaced it).
+            documents = {d.doc_id: d for d in self.assistant.documents}
+            chat[-1] = {"role": "assistant", "content": answer_html(answer, documents, turn)}
             turns += [{"role": "user", "content": question},
                       {"role": "assistant", "content": answer.text}]
             yield chat, turns, gr.skip(), answer_markdown(answer, question)
         except Exception as e:  # every failure becomes a message in the chat
-            if not isinstance(e, PeerQAError):
+            if not isinstance(e, InputError):
                 _log(e)
             message = html_text(friendly_error(e))
             chat[-1] = {"role": "assistant",
@@ -204,10 +225,9 @@ class Handlers:
             return BUSY_MESSAGE + "\n"
         try:
             answer = self.assistant.ask(question, history=history, doc_ids=documents or None)
-        except PeerQAError as e:
-            raise gr.Error(friendly_error(e), print_exception=False) from None
         except Exception as e:
-            _log(e)
+            if not isinstance(e, InputError):
+                _log(e)
             raise gr.Error(friendly_error(e), print_exception=False) from None
         finally:
             self.slots.release()
