@@ -299,20 +299,30 @@ def _traversals(index_db: Path) -> list[str]:
         "../../../../../../../etc/passwd", "..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
         "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "%2Fetc%2Fpasswd", "//etc/passwd",
         "..\\..\\..\\..\\etc\\passwd", "%252e%252e%252f%252e%252e%252fetc%252fpasswd",
-        "file:///etc/passwd", "/etc/./passwd", "/tmp/../etc/passwd",
+        "file:///etc/passwd", "/etc/./passwd", "/tmp/../etc/passwd", "/proc/self/environ",
+        "/etc/shadow", "%00/etc/passwd", "/etc/passwd%00.png", "....//....//....//etc/passwd",
+        "..;/..;/..;/etc/passwd", "%c0%ae%c0%ae/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+        ".env", "src/peerqa/settings.py", "../.git/config", "app_gradio.py",
+        "%5c..%5c..%5c..%5cetc%5cpasswd",
     ]
     prefixes = ["/file=", "/gradio_api/file=", "/gradio_api/file/", "/gradio_api/proxy=",
-                "/FILE=", "/static/", "/assets/"]
+                "/FILE=", "/static/", "/assets/", "/gradio_api/file%3D", "/file%3d",
+                "//file=", "/gradio_api//file=", "/GRADIO_API/FILE=", "/gradio_api/proxy%3D",
+                "/gradio_api/file=/..", "/svelte/", "/gradio_api/static/"]
     return [p + t for p in prefixes for t in targets]
 
 
 @pytest.mark.server
 def test_file_routes__refuse_files_outside_what_the_app_serves(app, corpus_index_dir: Path):
     index_db = next(corpus_index_dir.rglob("chroma.sqlite3"))
-    for path in _traversals(index_db):
+    probes = _traversals(index_db)
+    assert len(probes) >= 400
+    leaks = (b"root:", b"SQLite format", b"[project]", b"def load_settings", b"PATH=",
+             b"repositoryformatversion", b"peerqa.app import main")
+    for path in probes:
         status, body = get(app, path)
         assert status in (400, 403, 404), (path, status)
-        assert b"root:" not in body and b"SQLite format" not in body and b"[project]" not in body
+        assert not any(leak in body for leak in leaks), path
     assert get(app, "/gradio_api/upload", method="POST")[0] == 403
     assert get(app, "/")[0] == 200  # the page itself is still served
 

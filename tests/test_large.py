@@ -17,21 +17,24 @@ from tests.helpers import FakeEmbedder, fake_peerqa, synthetic_corpus
 QUERIES = ("peer3 team17 care42 ward8", "staff51 trust9 group33", "role12 shift40 plan7")
 
 
-@pytest.fixture(scope="module")
-def large_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return synthetic_corpus(tmp_path_factory.mktemp("large") / "corpus", documents=12,
-                            paragraphs=90)
+SIZES = [
+    pytest.param((12, 90, 1000), id="1080-chunks"),
+    pytest.param((40, 210, 8000), id="8400-chunks", marks=pytest.mark.slow),
+]
 
 
-def test_over_a_thousand_chunks__reopened_by_a_new_process_gives_the_same_results(
-    large_corpus: Path, tmp_path: Path
+@pytest.mark.parametrize("size", SIZES)
+def test_large_corpus__reopened_by_a_new_process_gives_the_same_results(
+    size: tuple[int, int, int], tmp_path: Path
 ):
+    documents, paragraphs, at_least = size
+    large_corpus = synthetic_corpus(tmp_path / "corpus", documents, paragraphs)
     index = tmp_path / "index"
     a = Assistant(corpus_dir=large_corpus, index_dir=index, embedder=FakeEmbedder())
     info = a.index()
-    assert info.n_chunks > 1000
+    assert info.n_chunks > at_least
     expected = {q: [p.chunk_id for p in a.search(q, k=5)] for q in QUERIES}
-    r = fake_peerqa("search", str(large_corpus), str(index), "5", *QUERIES)
+    r = fake_peerqa("search", str(large_corpus), str(index), "5", *QUERIES, timeout=600)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == expected
     assert IndexStore(index).damage() is None

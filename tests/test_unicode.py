@@ -6,9 +6,13 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peerqa import Assistant, InputError
+from peerqa.chunking import chunk_document
 from peerqa.text import fold, tokenize, words
+from peerqa.types import Document
 from tests.helpers import FakeEmbedder
 
 SURROGATE = "How often is supervision \udce9 needed?"  # what an invalid byte in argv becomes
@@ -88,3 +92,12 @@ def test_unencodable_text__is_an_input_error_that_says_what_to_do(tiny_fake, cal
         call(tiny_fake)
     assert "UTF-8" in str(info.value)
     str(info.value).encode("utf-8")  # the message itself can be printed anywhere
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=600))
+def test_property__any_unicode_chunks_exactly_and_tokenizes_alike_in_every_normal_form(text):
+    doc = Document(doc_id="d", title="T", text=text, path="d.md", sha256="0")
+    for c in chunk_document(doc, target_words=20, max_words=30):
+        assert text[c.start : c.end] == c.text
+    assert tokenize(nfc(text)) == tokenize(nfd(text)) == tokenize(fold(text))
