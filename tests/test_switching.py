@@ -79,3 +79,16 @@ def test_assistant__keeps_its_generation_when_the_new_one_is_for_other_documents
     assert _assistant(other, index).index().built
     assert app.search("supervision", k=1)
     assert app.retriever.generation.name == first
+
+
+def test_assistant__never_answers_from_an_index_that_was_deleted(tiny_corpus: Path, tmp_path: Path):
+    index = tmp_path / "index"
+    app = _assistant(tiny_corpus, index)
+    first = app.index().generation
+    assert app.search("supervision", k=1)
+    (tiny_corpus / "pilot-notes.txt").unlink()  # a document taken down, and its index with it
+    shutil.rmtree(index)
+    passages = app.search("supervision", k=5)  # the app built a new index from what is left
+    assert passages and app.retriever.generation.name != first
+    assert all(p.doc_id != "pilot-notes" for p in passages)
+    assert "pilot-notes" not in {d.doc_id for d in app.documents}

@@ -221,14 +221,23 @@ class Assistant:
 
         It is the open one, unless a build has replaced CURRENT since (one stat call tells):
         then the newer generation is opened with the corpus it was built from, between two
-        questions. A question holds the retriever it started with, so an answer never mixes
+        questions. If the open generation's folder was deleted, the live index is opened (or
+        built) instead. A question holds the retriever it started with, so an answer never mixes
         two generations, and in-flight answers keep theirs until they finish.
         """
         with self._lock:
             retriever = self.retriever
             stamp = self.store.pointer_stamp()
-            if stamp == self._stamp:
+            gone = not retriever.generation.path.is_dir()
+            if stamp == self._stamp and not gone:
                 return retriever
+            if gone:
+                # Its files were deleted (a document taken down, the index removed): answers
+                # never come from them again. The live index is opened, or built.
+                log.warning("index generation %s was deleted: opening the live index",
+                            retriever.generation.name)
+                self._retriever = self._corpus = None
+                return self.retriever
             self._stamp = stamp
             try:
                 newer = self._newer(retriever)
