@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -114,3 +115,22 @@ def test_cli_ask__a_reader_that_stops_early_ends_it_quietly(corpus_index_dir):
             proc.kill()
     assert proc.returncode == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception" not in err
+
+
+def test_cli__a_damaged_index_is_repaired_with_one_line_and_no_panic(corpus_index_dir, tmp_path):
+    index = tmp_path / "index"
+    shutil.copytree(corpus_index_dir, index)
+    live = json.loads((index / "CURRENT").read_text())["generation"]
+    with open(index / "generations" / live / "chroma" / "chroma.sqlite3", "r+b") as f:
+        f.seek(4096)  # SQLite's second page: Chroma's Rust side panics on it
+        f.write(b"\xa5" * 4096)
+    # Every command checks the index first (as `peerqa index` does) and rebuilds it if damaged.
+    r = _peerqa("search", "supervision", "--json", "-q", index_dir=index)
+    assert r.returncode == 0 and json.loads(r.stdout), r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("peerqa: the index was damaged (chroma/"), lines
+    assert lines[0].endswith("; rebuilt it")
+    assert "panicked" not in r.stderr and "Traceback" not in r.stderr
+    again = _peerqa("index", index_dir=index)
+    assert again.returncode == 0 and "Reused index" in again.stdout, again.stderr
+    assert "damaged" not in again.stderr

@@ -391,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             info = assistant.index(progress=progress)
         finally:
             progress.close()
+        if info.repaired:
+            print(f"peerqa: the index was damaged ({info.repaired}); rebuilt it", file=sys.stderr)
         verb = "built" if info.built else "reused"
         print(f"peerqa: {verb} the index: {info.n_documents} documents, {info.n_chunks} passages "
               f"({info.seconds:.1f} s)", file=sys.stderr)

@@ -175,8 +175,9 @@ class Assistant:
                 damage = self.store.damage()  # hashes, SQLite's check, a probe query
                 if damage is None:
                     return self._info(False, t0)
-                log.warning("the index at %s is damaged (%s): rebuilding it",
-                            self.store.directory, damage)
+                # Reported by the caller from IndexInfo.repaired (the CLI and the app print it).
+                log.info("the index at %s is damaged (%s): rebuilding it",
+                         self.store.directory, damage)
             with self.store.write_lock():
                 # Another process may have finished the same build while we waited to start.
                 if (not rebuild and damage is None and indexer.is_current()

@@ -78,7 +78,10 @@ def quietly(call: Callable[[], T]) -> T:
     with _NATIVE, tempfile.TemporaryFile() as tmp:
         with contextlib.suppress(Exception):
             sys.stderr.flush()
-        saved = os.dup(2)
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all (a daemon): nothing to keep quiet
+            return call()
         os.dup2(tmp.fileno(), 2)
         ok = False
         try:
@@ -92,7 +95,8 @@ def quietly(call: Callable[[], T]) -> T:
             tmp.seek(0)
             captured = tmp.read()
             if captured and ok:
-                os.write(2, captured)
+                with contextlib.suppress(OSError):
+                    os.write(2, captured)
             elif captured:
                 log.debug("Chroma wrote to stderr:\n%s", captured.decode("utf-8", "replace"))
         return result
