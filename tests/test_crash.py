@@ -8,6 +8,7 @@ answer a search; a last build must succeed and leave only the live and the previ
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import random
 import shutil
@@ -61,7 +62,7 @@ def crash_loop(tmp_path: Path, kills: int, budget_seconds: float) -> None:
         first.join(timeout=120)
         assert first.exitcode == 0
     build_seconds = time.monotonic() - t0
-    killed = completed = 0
+    killed = completed = mid_write = 0
     deadline = time.monotonic() + budget_seconds
     for _ in range(kills * 4):  # bounded in count as well as in time
         if killed >= kills or time.monotonic() > deadline:
@@ -73,12 +74,18 @@ def crash_loop(tmp_path: Path, kills: int, budget_seconds: float) -> None:
         process.join(timeout=30)
         if process.exitcode == -9:
             killed += 1
+            pointer = json.loads((index / "CURRENT").read_text())
+            written = {p.name for p in (index / "generations").iterdir()}
+            mid_write += bool(written - {pointer["generation"], pointer.get("previous")})
         else:
             assert process.exitcode == 0
             completed += 1
             build_seconds = min(build_seconds, time.monotonic() - t0)  # aim inside the build
         _check_live(corpus, index)
     assert killed >= kills, f"only {killed} kills ({completed} builds ended first) in time"
+    # Most kills landed while a generation was being written, not before (measured: 16 of 20,
+    # 44 of 50); a quarter is the floor.
+    assert mid_write >= kills // 4, f"{mid_write} of {killed} kills hit a generation mid-write"
     # A build after all that succeeds and cleans up whatever the killed ones left.
     last = start()
     last.join(timeout=120)
