@@ -400,10 +400,12 @@ class Generation:
 
     def engine_works(self) -> bool:
         """Whether this installation's Chroma reads the generation: at once when the same
-        chromadb version wrote it, otherwise by a probe query."""
+        chromadb version wrote it, otherwise by a probe query, after which its files must still
+        be as recorded (chromadb 1.5 rewrites a 0.6 collection's HNSW files when it opens them:
+        such a generation is rebuilt, not trusted)."""
         if self.manifest.get("chromadb") == chroma_version():
             return True
-        problem = self.probe()
+        problem = self.probe() or "; ".join(file_problems(self.path, self.files, deep=False))
         if problem:
             log.info("index %s (chromadb %s) does not work with chromadb %s: %s", self.name,
                      self.manifest.get("chromadb"), chroma_version(), problem)
