@@ -409,7 +409,7 @@ class Generation:
         if problem:
             log.info("index %s (chromadb %s) does not work with chromadb %s: %s", self.name,
                      self.manifest.get("chromadb"), chroma_version(), problem)
-        return problem is None
+        return not problem
 
 
 def close_client(client: ClientAPI) -> None:
