@@ -44,16 +44,23 @@ class FakeEmbedder(BaseEmbedder):
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+        self.built: list[int] = []  # the calls of index builds (they report progress)
+        self._directions: dict[str, np.ndarray] = {}
 
     def _direction(self, token: str) -> np.ndarray:
-        seed = int.from_bytes(hashlib.sha256(token.encode("utf-8")).digest()[:8], "little")
-        v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
-        return v / np.linalg.norm(v)
+        v = self._directions.get(token)
+        if v is None:
+            seed = int.from_bytes(hashlib.sha256(token.encode("utf-8")).digest()[:8], "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            v = self._directions[token] = v / np.linalg.norm(v)
+        return v
 
     def embed_documents(
         self, texts: Sequence[str], progress: Progress | None = None
     ) -> np.ndarray:
         self.calls.append(len(texts))
+        if progress is not None:
+            self.built.append(len(texts))
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
             for token in tokenize(text):
@@ -421,3 +428,53 @@ def markdown_answer(assistant):
                                       "The goal of this study was to measure reactions")
     c = Citation.of(replace(p, relevance=0.18, page=14), 1, (span,))
     return Answer(question=MARKDOWN_Q, text=f"{sentence} [1]", citations=[c], abstained=False)
+
+# -- damage and processes for the reliability tests --------------------------------------------
+
+DAMAGE_MODES = ("truncate", "garble", "delete")
+
+
+def damage(path: Path, mode: str, seed: int = 0) -> None:
+    """Damage a file as disks and people do: cut it in half, overwrite its middle with random
+    bytes (same size), or delete it."""
+    if mode == "delete":
+        path.unlink()
+        return
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        if mode == "truncate":
+            f.truncate(size // 2)
+        elif mode == "garble":
+            count = max(1, min(4096, size // 3))
+            f.seek((size - count) // 2)
+            f.write(np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint8).tobytes())
+        else:
+            raise ValueError(mode)
+
+
+FAKE_PEERQA = Path(__file__).resolve().parent / "fake_peerqa.py"
+
+
+def fake_peerqa(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    """``tests/fake_peerqa.py`` (peerqa with the fake embedder) in a new process."""
+    environ = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + str(REPO / "src"), **env}
+    return subprocess.run([sys.executable, str(FAKE_PEERQA), *args], capture_output=True,
+                          text=True, timeout=timeout, env=environ, cwd=REPO)
+
+
+def synthetic_corpus(folder: Path, documents: int, paragraphs: int, seed: int = 7) -> Path:
+    """A generated corpus: ``documents`` files of ``paragraphs`` sections of about 100 words
+    (one chunk each), with words drawn from a fixed vocabulary so every chunk differs."""
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"{a}{b}" for a in ("peer", "team", "care", "ward", "plan", "role", "shift",
+                                      "staff", "trust", "group") for b in range(60)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in range(documents):
+        sections = []
+        for p in range(paragraphs):
+            sentences = [" ".join(rng.choice(vocabulary, 19)).capitalize() + "."
+                         for _ in range(5)]
+            sections.append(f"## Section {d}-{p}\n\n" + " ".join(sentences))
+        (folder / f"doc-{d:02d}.md").write_text(f"# Document {d}\n\n" + "\n\n".join(sections),
+                                                encoding="utf-8")
+    return folder

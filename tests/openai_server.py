@@ -40,6 +40,8 @@ class Reply:
     hang: bool = False  # accept the request and never answer
     finish_reason: str = "stop"
     stream_fail_after: int | None = None  # drop the connection after this many SSE chunks
+    trickle: float = 0.0  # seconds between pieces: SSE events, or a JSON body's pieces
+    sse: bool = False  # answer with an event stream even when the request did not ask for one
 
 
 def hashed_embedding(text: str, dim: int) -> list[float]:
@@ -148,7 +150,7 @@ class FakeOpenAI:
             return
         content = reply.content(body) if callable(reply.content) else reply.content
         model = body.get("model", "fake")
-        if body.get("stream"):
+        if body.get("stream") or reply.sse:
             self._stream(h, content, model, reply)
             return
         usage = {"prompt_tokens": 100, "completion_tokens": len(content.split()),
@@ -159,7 +161,7 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                          "finish_reason": reply.finish_reason}],
             "usage": usage,
-        })
+        }, trickle=reply.trickle)
 
     def _stream(self, h: BaseHTTPRequestHandler, content: str, model: str, reply: Reply) -> None:
         h.send_response(200)
@@ -169,6 +171,8 @@ class FakeOpenAI:
         h.end_headers()
 
         def event(delta: dict[str, Any], finish: str | None) -> None:
+            if reply.trickle and self._stop.wait(reply.trickle):
+                raise BrokenPipeError  # the server is stopping
             chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
                      "created": int(time.time()), "model": model,
                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -216,10 +220,9 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": 1, "total_tokens": 1},
         })
 
-    @staticmethod
     def _send_json(
-        h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any],
-        headers: dict[str, str] | None = None,
+        self, h: BaseHTTPRequestHandler, status: int, payload: dict[str, Any],
+        headers: dict[str, str] | None = None, trickle: float = 0.0,
     ) -> None:
         data = json.dumps(payload).encode()
         try:
@@ -229,7 +232,11 @@ class FakeOpenAI:
             for k, v in (headers or {}).items():
                 h.send_header(k, v)
             h.end_headers()
-            h.wfile.write(data)
-            h.wfile.flush()
+            step = 16 if trickle else len(data) or 1
+            for i in range(0, len(data), step):  # a body that trickles in, 16 bytes at a time
+                if trickle and self._stop.wait(trickle):
+                    return
+                h.wfile.write(data[i : i + step])
+                h.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass

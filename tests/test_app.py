@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from peerqa import Answer, Assistant, Citation, Document, Passage, Settings
-from peerqa.app import BUSY_MESSAGE, TURN_BREAK, AnswerSlots, Handlers, build_app
+from peerqa.app import BUSY_MESSAGE, AnswerSlots, Handlers, build_app
 from peerqa.cards import passage_html
 from peerqa.errors import ConfigurationError
-from peerqa.render import _quote_md, about_html, answer_html, answer_markdown, md_text
+from peerqa.render import TURN_BREAK, _quote_md, about_html, answer_html, answer_markdown, md_text
 from peerqa.serving import is_loopback, launch_auth
 from tests.helpers import (
     ANSWERABLE,
@@ -282,18 +282,23 @@ def test_api__follow_up_uses_the_history(app, assistant: Assistant):
 
 
 @pytest.mark.server
-def test_api__sixteen_concurrent_questions_get_answers_or_a_busy_message(app):
+def test_api__thirty_two_concurrent_questions_are_all_answered_as_a_sequential_run(
+    app, assistant: Assistant
+):
     questions = [
         ANSWERABLE, OUTSIDE, "What supervision should peer support workers receive?",
         "What challenges do peer support workers face?",
+        "How should peer support workers be recruited?",
+        "What benefits does peer support bring to service users?",
+        "What is the role of a peer support worker?",
+        "How can peer support workers look after their own wellbeing?",
     ] * 4
     c = client(app)
     jobs = [c.submit(q, api_name="/ask") for q in questions]
-    results = [job.result(timeout=120) for job in jobs]
+    results = [job.result(timeout=180) for job in jobs]
+    sequential = {q: answer_markdown(assistant.ask(q)) for q in dict.fromkeys(questions)}
     for question, result in zip(questions, results, strict=True):
-        assert result == BUSY_MESSAGE + "\n" or "**Sources**" in result or (
-            question == OUTSIDE and "**Closest material**" in result
-        ), result[:300]
+        assert result == sequential[question], question
 
 
 @pytest.mark.server
@@ -329,20 +334,30 @@ def _traversals(index_db: Path) -> list[str]:
         "../../../../../../../etc/passwd", "..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
         "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "%2Fetc%2Fpasswd", "//etc/passwd",
         "..\\..\\..\\..\\etc\\passwd", "%252e%252e%252f%252e%252e%252fetc%252fpasswd",
-        "file:///etc/passwd", "/etc/./passwd", "/tmp/../etc/passwd",
+        "file:///etc/passwd", "/etc/./passwd", "/tmp/../etc/passwd", "/proc/self/environ",
+        "/etc/shadow", "%00/etc/passwd", "/etc/passwd%00.png", "....//....//....//etc/passwd",
+        "..;/..;/..;/etc/passwd", "%c0%ae%c0%ae/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+        ".env", "src/peerqa/settings.py", "../.git/config", "app_gradio.py",
+        "%5c..%5c..%5c..%5cetc%5cpasswd",
     ]
     prefixes = ["/file=", "/gradio_api/file=", "/gradio_api/file/", "/gradio_api/proxy=",
-                "/FILE=", "/static/", "/assets/"]
+                "/FILE=", "/static/", "/assets/", "/gradio_api/file%3D", "/file%3d",
+                "//file=", "/gradio_api//file=", "/GRADIO_API/FILE=", "/gradio_api/proxy%3D",
+                "/gradio_api/file=/..", "/svelte/", "/gradio_api/static/"]
     return [p + t for p in prefixes for t in targets]
 
 
 @pytest.mark.server
 def test_file_routes__refuse_files_outside_what_the_app_serves(app, corpus_index_dir: Path):
     index_db = next(corpus_index_dir.rglob("chroma.sqlite3"))
-    for path in _traversals(index_db):
+    probes = _traversals(index_db)
+    assert len(probes) >= 400
+    leaks = (b"root:", b"SQLite format", b"[project]", b"def load_settings", b"PATH=",
+             b"repositoryformatversion", b"peerqa.app import main")
+    for path in probes:
         status, body = get(app, path)
         assert status in (400, 403, 404), (path, status)
-        assert b"root:" not in body and b"SQLite format" not in body and b"[project]" not in body
+        assert not any(leak in body for leak in leaks), path
     assert get(app, "/gradio_api/upload", method="POST")[0] == 403
     assert get(app, "/")[0] == 200  # the page itself is still served
 

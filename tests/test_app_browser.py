@@ -27,7 +27,14 @@ HOSTILE_DOC = f"""# Supervision guide {HOSTILE}
 ## How often supervision happens {HOSTILE}
 
 Peer support workers should receive supervision from an experienced peer supervisor every two
-weeks. {HOSTILE} Supervision sessions give peer support workers time to reflect on boundaries.
+weeks. {HOSTILE} <body onload=alert(6)> <details open ontoggle=alert(7)>x</details>
+"><script>alert(8)</script> <a href="jAvAsCrIpT:alert(9)">notes</a>
+<object data="javascript:alert(10)"></object> <embed src="javascript:alert(11)">
+<input autofocus onfocus=alert(12)> <video><source onerror=alert(13)></video>
+<math><mtext><table><mglyph><style><img src=x onerror=alert(14)>
+[report](data:text/html,<script>alert(15)</script>)
+<style>@import "javascript:alert(16)";</style> Supervision sessions give peer support workers
+time to reflect on boundaries.
 
 Each supervision session lasts one hour. <a href="javascript:alert(2)">guide</a> The supervisor
 keeps notes. ![x](javascript:alert(3)) <svg onload=alert(4)></svg>
@@ -180,6 +187,11 @@ def test_browser__hostile_document_renders_as_text_and_runs_nothing(
     assert "<script>alert(1)</script>" in shown
     assert "<img src=x onerror=alert(1)>" in shown
     assert "[click](javascript:alert(1))" in shown
+    # All 16 payloads are on the page as text: shown, or (link targets, which the Markdown view
+    # hides but never removes) in hidden text nodes.
+    text = chat.text_content() or ""
+    missing = [n for n in range(1, 17) if f"alert({n})" not in text]
+    assert missing == [], missing
     about = page.locator("#pq-about").inner_text()
     assert "<script>alert(1)</script>" in about
     page.screenshot(path=str(artifacts_dir / "app-hostile-document.png"), full_page=True)

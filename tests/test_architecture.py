@@ -16,10 +16,10 @@ PACKAGE = REPO / "src" / "peerqa"
 LAYERS: list[tuple[str, set[str]]] = [
     ("ground", {"errors", "text", "types"}),
     ("config", {"settings", "tuning"}),
-    ("ingest", {"corpus", "readers", "chunking", "store", "openai_client"}),
+    ("ingest", {"corpus", "readers", "chunking", "generation", "store", "openai_client"}),
     ("models", {"embeddings"}),
     ("index", {"indexing"}),
-    ("search", {"retrieval", "ranking"}),
+    ("search", {"retrieval", "ranking", "live"}),
     ("answer", {"answer"}),
     ("facade", {"assistant", "__init__"}),
     ("faces", {"markup", "cards", "render", "serving", "app", "cli", "evaluation", "llama_index",
@@ -37,7 +37,7 @@ LAZY_THIRD_PARTY = {
     # Heavy packages imported on first use, only by the module that wraps them.
     "openai": {"openai_client"},
     "httpx": {"openai_client"},
-    "chromadb": {"store"},
+    "chromadb": {"generation"},
     "gradio": {"app"},
     "starlette": {"serving"},
     "llama_index": {"evaluation", "llama_index"},

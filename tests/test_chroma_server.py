@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from peerqa import Assistant
-from tests.helpers import free_port, stop, wait_for_http
+from tests.helpers import (
+    FakeEmbedder,
+    fake_peerqa,
+    free_port,
+    stop,
+    synthetic_corpus,
+    wait_for_http,
+)
 
 pytestmark = pytest.mark.server
 
@@ -73,3 +81,24 @@ def test_chroma_server__unreachable_server_is_a_clear_error(tiny_corpus, tmp_pat
                   chroma_host="127.0.0.1", chroma_port=free_port())
     with pytest.raises(StoreError, match="chroma run"):
         a.index()
+
+
+@pytest.mark.parametrize("size", [
+    pytest.param((12, 90, 1000), id="1080-chunks"),
+    pytest.param((40, 210, 8000), id="8400-chunks", marks=pytest.mark.slow),
+])
+def test_chroma_server__large_corpus_reopened_by_a_new_process(chroma_server, tmp_path, size):
+    documents, paragraphs, at_least = size
+    corpus = synthetic_corpus(tmp_path / "corpus", documents, paragraphs)
+    location = {"chroma_host": "127.0.0.1", "chroma_port": chroma_server}
+    a = Assistant(corpus_dir=corpus, index_dir=tmp_path / "idx", embedder=FakeEmbedder(),
+                  **location)
+    info = a.index()
+    assert info.n_chunks > at_least
+    queries = ("peer3 team17 care42 ward8", "staff51 trust9 group33")
+    expected = {q: [p.chunk_id for p in a.search(q, k=5)] for q in queries}
+    r = fake_peerqa("search", str(corpus), str(tmp_path / "idx"), "5", *queries, timeout=600,
+                    PEERQA_CHROMA_HOST="127.0.0.1", PEERQA_CHROMA_PORT=str(chroma_server))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == expected
+    assert a.store.damage() is None  # the probe query ran against the server

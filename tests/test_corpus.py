@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from peerqa import CorpusError, CorpusNotFoundError, load_corpus
+from peerqa.corpus import MAX_FILE_BYTES, read_text, skip_reason
 from peerqa.settings import bundled_corpus_dir
 
 SOURCES = Path(__file__).resolve().parents[2] / "shared" / "corpus-sources"
@@ -91,3 +94,92 @@ def test_load__crlf_text_is_kept_verbatim(tmp_path):
     raw = "# Title\r\n\r\nPeer workers need supervision.\r\n"
     (tmp_path / "crlf.md").write_bytes(raw.encode())
     assert load_corpus(tmp_path).documents[0].text == raw
+
+
+# -- what the folder may hold: links, pipes, folders, hidden files, binary and huge files ------
+
+
+def _load_within(directory: Path, seconds: float = 20):
+    """load_corpus in a thread that must finish in time (a FIFO read would block forever)."""
+    result: list = []
+    worker = threading.Thread(target=lambda: result.append(load_corpus(directory)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "load_corpus hung"
+    return result[0]
+
+
+def test_load__links_outside_the_folder_are_skipped_by_resolved_path(tiny_corpus, tmp_path):
+    outside = tmp_path / "private"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("A secret about peer workers that must stay private.")
+    (tiny_corpus / "passwd.txt").symlink_to("/etc/passwd")
+    (tiny_corpus / "secret.md").symlink_to(outside / "secret.txt")
+    (tiny_corpus / "sneaky.md").symlink_to(Path("..") / "private" / "secret.txt")
+    (tiny_corpus / "outside-folder.md").symlink_to(outside)
+    (tiny_corpus / "alias.md").symlink_to(tiny_corpus / "pilot-notes.txt")  # inside: allowed
+    corpus = _load_within(tiny_corpus)
+    reasons = {s.path: s.reason for s in corpus.skipped}
+    for name in ("passwd.txt", "secret.md", "sneaky.md", "outside-folder.md"):
+        assert reasons[name] == "a link to a file outside the corpus folder", name
+    assert reasons["alias.md"] == "duplicate of pilot-notes.txt"  # the file keeps its place
+    assert all("secret" not in d.text and "root:" not in d.text for d in corpus.documents)
+    assert len(corpus.documents) == 3
+
+
+def test_load__anything_not_a_regular_file_is_skipped_with_a_reason_and_never_read(tiny_corpus):
+    os.mkfifo(tiny_corpus / "fifo.txt")
+    (tiny_corpus / "sub.md").mkdir()
+    (tiny_corpus / "archive").mkdir()
+    (tiny_corpus / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (tiny_corpus / ".notes.md").write_text("Hidden notes about peer workers.")
+    (tiny_corpus / "Thumbs.db").write_bytes(b"\x00thumbs")
+    corpus = _load_within(tiny_corpus)
+    reasons = {s.path: s.reason for s in corpus.skipped}
+    assert reasons["fifo.txt"] == "not a regular file (a named pipe)"
+    assert reasons["sub.md"].startswith("a folder, not a file")
+    assert reasons["archive"].startswith("a folder, not a file")
+    assert reasons[".DS_Store"] == reasons[".notes.md"] == "hidden or system file"
+    assert reasons["Thumbs.db"] == "hidden or system file"
+    assert len(corpus.documents) == 3
+
+
+def test_load__a_manifest_that_is_a_pipe_is_an_error_not_a_hang(tiny_corpus):
+    os.mkfifo(tiny_corpus / "manifest.json")
+    worker_error: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_corpus(tiny_corpus)
+        except CorpusError as e:
+            worker_error.append(e)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert not worker.is_alive() and worker_error
+    assert "not a regular file" in str(worker_error[0])
+
+
+def test_read_text__binary_is_found_anywhere_in_the_file(tmp_path):
+    late_nul = tmp_path / "late.txt"
+    late_nul.write_bytes(b"Peer workers need supervision. " * 400 + b"\x00tail")
+    assert late_nul.stat().st_size > 8192
+    with pytest.raises(CorpusError, match=r"binary file \(a NUL byte at byte 12400\)"):
+        read_text(late_nul)
+    controls = tmp_path / "controls.txt"
+    controls.write_text("Peer support text. " * 10 + "\x1b\x07\x02" * 40)
+    with pytest.raises(CorpusError, match="too many control characters"):
+        read_text(controls)
+    escape = tmp_path / "one-escape.txt"
+    escape.write_text("Peer support text. " * 10 + "One stray \x1b escape.")
+    assert read_text(escape).startswith("Peer support")
+
+
+def test_read_text__oversized_file_is_refused_without_reading_it(tmp_path):
+    huge = tmp_path / "huge.txt"
+    with open(huge, "wb") as f:  # sparse: no disk space used
+        f.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(CorpusError, match="larger than 20 MiB"):
+        read_text(huge)
+    assert skip_reason(huge, tmp_path) is None  # the name and kind are fine; the size is not

@@ -59,7 +59,7 @@ def test_pdf__indexed_beside_text_files_and_cited_verbatim_with_its_page(tiny_co
     assert cited and {c.page for c in cited} == {3}
     assert "page 3, characters" in format_answer(answer)
     assert "page 3, characters" in answer_markdown(answer)
-    assert "page 3, characters" in answer_html(answer, {doc.doc_id: doc}, "1")
+    assert "page 3 · " in answer_html(answer, {doc.doc_id: doc}, "1")  # the card's location
     assert "page 3, characters" in format_passage(1, top)
     text_passages = assistant.search("supervision from someone who understands peer values")
     assert text_passages[0].doc_id == "training-guide" and text_passages[0].page is None

@@ -4,13 +4,13 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from peerqa import Assistant, IndexLockedError, IndexNotFoundError
+from peerqa import Assistant, IndexLockedError, IndexNotFoundError, StoreError
 from peerqa.store import IndexStore
+from tests.helpers import FakeEmbedder
 
 
 def _run(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -128,17 +128,19 @@ def test_manifest__records_model_chunking_and_content_hashes(tiny_assistant):
     assert len(chunks) == manifest["n_chunks"] == len(np.load(gen_dir / "vectors.npy"))
 
 
-def test_corrupt_pointer__is_a_clear_error_and_rebuild_recovers(tiny_assistant):
-    tiny_assistant.index()
-    current = Path(tiny_assistant.store.directory) / "CURRENT"
-    current.write_text("{broken")
-    fresh = Assistant(corpus_dir=tiny_assistant.settings.corpus_dir,
-                      index_dir=tiny_assistant.settings.index_dir)
-    from peerqa import StoreError
-    with pytest.raises(StoreError, match="--rebuild"):
-        fresh.search("supervision")
-    assert fresh.index(rebuild=True).built
+def test_corrupt_pointer__is_rebuilt_like_a_missing_index_reusing_every_vector(
+    tiny_corpus, tmp_path
+):
+    index = tmp_path / "idx"
+    first = Assistant(corpus_dir=tiny_corpus, index_dir=index, embedder=FakeEmbedder()).index()
+    (index / "CURRENT").write_text("{broken")
+    with pytest.raises(StoreError, match="run `peerqa index`"):
+        IndexStore(index).open()
+    embedder = FakeEmbedder()
+    fresh = Assistant(corpus_dir=tiny_corpus, index_dir=index, embedder=embedder)
     assert fresh.search("supervision", k=1)
+    assert fresh.retriever.generation.name != first.generation
+    assert embedder.built == []  # the newest generation on disk gave every vector
 
 
 def test_sentence_vectors__stored_per_sentence_with_exact_offsets_and_reused(

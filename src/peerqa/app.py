@@ -22,9 +22,20 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError, InputError, PeerQAError
+from .errors import (
+    ConfigurationError,
+    InputError,
+    PeerQAError,
+)
 from .markup import html_text
-from .render import ProgressBar, about_html, answer_html, answer_markdown
+from .render import (
+    ProgressBar,
+    about_html,
+    answer_html,
+    answer_markdown,
+    conversation_markdown,
+    friendly_error,
+)
 from .serving import STATIC, launch, launch_auth
 from .settings import load_settings
 from .text import HEADING, heading_level
@@ -56,8 +67,6 @@ CANDIDATE_EXAMPLES = (
 DOWNLOAD_JS = (STATIC / "download.js").read_text(encoding="utf-8")
 COPY_JS = (STATIC / "copy.js").read_text(encoding="utf-8")
 EMPTY_MESSAGE = "Type a question first, for example: What training do peer support workers need?"
-TURN_BREAK = "\n\n---\n\n"
-"""Between the turns of a conversation in its Markdown export."""
 
 # -- questions -----------------------------------------------------------------------------------
 
@@ -101,18 +110,6 @@ class AnswerSlots:
         self._sem.release()
 
 
-def friendly_error(error: BaseException) -> str:
-    """What a practitioner is told when a question cannot be answered."""
-    if isinstance(error, InputError):
-        return f"I could not use that question: {error}."
-    if isinstance(error, PeerQAError):
-        return f"Something went wrong while answering: {error}. Please try again."
-    return (
-        "Something went wrong while answering. Please try again; if it keeps happening, "
-        "tell whoever runs this app."
-    )
-
-
 def too_long_message(length: int, limit: int) -> str:
     """What a practitioner is told when a question is over the limit (it is never cut)."""
     return (f"Your question is {length:,} characters long; the limit is {limit:,}. "
@@ -130,13 +127,13 @@ def notice_html(message: str = "") -> str:
     return f'<p class="pq-notice-msg" id="pq-notice-{next(_notices)}">{html_text(message)}</p>'
 
 
-def conversation_markdown(export: str, answer: Answer, question: str) -> str:
-    """The conversation so far as Markdown, this turn with its sources added after the others."""
-    turn = answer_markdown(answer, question)
-    return export.rstrip() + TURN_BREAK + turn if export.strip() else turn
 
 
 def _log(error: BaseException) -> None:
+    """The whole story for whoever runs the app: the message, and a traceback when unexpected."""
+    if isinstance(error, PeerQAError):
+        print(f"peerqa: error while answering: {error}", file=sys.stderr)
+        return
     print("peerqa: error while answering:", file=sys.stderr)
     traceback.print_exception(error, file=sys.stderr)
 
@@ -212,14 +209,15 @@ class Handlers:
                 yield chat, turns, gr.skip(), gr.skip(), gr.skip()
             if answer is None:
                 raise PeerQAError("the answer ended before it was complete")
-            chat[-1] = {"role": "assistant",
-                        "content": answer_html(answer, self.documents, turn)}
+            # The documents of the index that answered (a newer one may have replaced it).
+            documents = {d.doc_id: d for d in self.assistant.documents}
+            chat[-1] = {"role": "assistant", "content": answer_html(answer, documents, turn)}
             turns += [{"role": "user", "content": question},
                       {"role": "assistant", "content": answer.text}]
             yield (chat, turns, gr.skip(), conversation_markdown(export or "", answer, question),
                    gr.skip())
         except Exception as e:  # every failure becomes a message in the chat
-            if not isinstance(e, PeerQAError):
+            if not isinstance(e, InputError):
                 _log(e)
             message = html_text(friendly_error(e))
             chat[-1] = {"role": "assistant",
@@ -237,10 +235,9 @@ class Handlers:
             return None
         try:
             return self.assistant.ask(question, history=history, doc_ids=documents or None)
-        except PeerQAError as e:
-            raise gr.Error(friendly_error(e), print_exception=False) from None
         except Exception as e:
-            _log(e)
+            if not isinstance(e, InputError):
+                _log(e)  # the log keeps the detail; the reader gets words without paths
             raise gr.Error(friendly_error(e), print_exception=False) from None
         finally:
             self.slots.release()
@@ -448,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             info = assistant.index(progress=progress)
         finally:
             progress.close()
+        if info.repaired:
+            print(f"peerqa: the index was damaged ({info.repaired}); rebuilt it", file=sys.stderr)
         verb = "built" if info.built else "reused"
         print(f"peerqa: {verb} the index: {info.n_documents} documents, {info.n_chunks} passages "
               f"({info.seconds:.1f} s)", file=sys.stderr)

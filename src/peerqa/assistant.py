@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,14 +29,15 @@ from .answer.written import (
     WrittenSettings,
     with_citation_checks,
 )
-from .corpus import Corpus, load_corpus
-from .embeddings import Embedder, get_embedder
-from .errors import IndexNotFoundError, InputError
-from .indexing import Indexer, IndexInfo, Progress
+from .corpus import Corpus
+from .embeddings import Embedder
+from .errors import InputError
+from .indexing import IndexInfo, Progress
+from .live import LiveIndex
 from .openai_client import OpenAIBackend
-from .retrieval import Hit, Retriever
+from .retrieval import Hit, Retriever, Vocabulary
 from .settings import Settings, check_k, documents_index_dir, load_settings
-from .store import ChromaLocation, IndexStore
+from .text import check_encodable
 from .tuning import Tuning, load_tuning
 from .types import Answer, Chunk, Document, Passage
 
@@ -71,8 +71,31 @@ def normalise_history(history: Any) -> list[dict[str, str]]:
             )
         elif isinstance(content, Mapping):
             content = str(content.get("text", ""))
-        turns.append({"role": str(turn["role"]), "content": str(content or "")})
+        turns.append({"role": check_encodable(str(turn["role"]), "history"),
+                      "content": check_encodable(str(content or ""), "history")})
     return turns
+
+
+def _compared(
+    retriever: Retriever, question: str, hits: list[Hit], ids: list[str] | None
+) -> list[Hit]:
+    """For a question naming two or more documents, each named document's own best passages
+    join the hits: a comparison needs every side, not only the closest one's."""
+    named = [d for d in named_documents(question, retriever.vocabulary)
+             if ids is None or d in ids]
+    if len(named) < 2:
+        return hits
+    focus = focus_query(question, retriever.vocabulary)
+    seen = {h.passage.chunk_id for h in hits}
+    extra: list[Hit] = []
+    for doc_id in named:
+        if sum(h.passage.doc_id == doc_id for h in hits) >= PER_DOCUMENT:
+            continue
+        for hit in retriever.search(focus, PER_DOCUMENT, [doc_id]):
+            if hit.passage.chunk_id not in seen:
+                seen.add(hit.passage.chunk_id)
+                extra.append(hit)
+    return [*hits, *extra]
 
 
 class Assistant:
@@ -93,18 +116,13 @@ class Assistant:
         if index_dir is not None:
             overrides["index_dir"] = Path(index_dir)
         self.settings = load_settings(settings, **overrides)
-        self._embedder = embedder
         self.tuning = tuning if tuning is not None else load_tuning(self.settings.tuning_file)
-        self._corpus: Corpus | None = None
-        self._retriever: Retriever | None = None
+        self.live = LiveIndex(self.settings, self.tuning, embedder)
+        self.store = self.live.store
         self._writer: WrittenAnswerer | None = None
         self._meaning: WordMeaning | None = None
-        self._phrases: Phrases | None = None
+        self._phrases: tuple[Corpus, Phrases] | None = None
         self._lock = threading.RLock()
-        self.store = IndexStore(
-            self.settings.resolved_index_dir,
-            ChromaLocation(self.settings.chroma_host, self.settings.chroma_port),
-        )
 
     # -- llama-index ---------------------------------------------------------------------
     # Shortcuts to the llama-index face (peerqa.llama_index). It is imported inside these
@@ -123,7 +141,7 @@ class Assistant:
         if index_dir is None:
             index_dir = documents_index_dir(documents_key(corpus))
         assistant = cls(index_dir=index_dir, **kwargs)
-        assistant._corpus = corpus
+        assistant.live.corpus = corpus
         return assistant
 
     def as_retriever(self, **kwargs: Any) -> BaseRetriever:
@@ -144,10 +162,8 @@ class Assistant:
 
     @property
     def corpus(self) -> Corpus:
-        with self._lock:
-            if self._corpus is None:
-                self._corpus = load_corpus(self.settings.resolved_corpus_dir)
-            return self._corpus
+        """The documents of the live index (or, before it is open, of the corpus folder)."""
+        return self.live.corpus
 
     @property
     def documents(self) -> list[Document]:
@@ -156,20 +172,16 @@ class Assistant:
 
     @property
     def embedder(self) -> Embedder:
-        with self._lock:
-            if self._embedder is None:
-                self._embedder = get_embedder(self.settings)
-            return self._embedder
+        return self.live.embedder
 
     def with_tuning(self, tuning: Tuning) -> Assistant:
         """This assistant with other fitted parameters, sharing its open index (for fitting
         and cross-validation: nothing is rebuilt)."""
-        retriever = self.retriever
         other = copy.copy(self)
         other.tuning = tuning
+        other.live = self.live.with_tuning(tuning)
         other._lock = threading.RLock()
         other._writer = None
-        other._retriever = retriever.with_tuning(tuning)
         return other
 
     @property
@@ -177,78 +189,29 @@ class Assistant:
         """The indexed passages of the live index, in corpus order."""
         return self.retriever.chunks
 
-    def _indexer(self) -> Indexer:
-        s = self.settings
-        return Indexer(
-            self.store, self.corpus, self.embedder,
-            chunk_target_words=s.chunk_target_words, chunk_max_words=s.chunk_max_words,
-        )
-
     def expected_manifest(self) -> dict[str, Any]:
         """What the index must have been built from to be reused as it is."""
-        return self._indexer().expected_manifest()
+        return self.live.expected_manifest()
 
     def index_is_current(self) -> bool:
-        return self._indexer().is_current()
+        return self.live.indexer().is_current()
 
     def index(self, rebuild: bool = False, progress: Progress | None = None) -> IndexInfo:
-        """Build the index if the corpus, chunking or model changed (or ``rebuild``); else reuse."""
-        t0 = time.perf_counter()
-        with self._lock:
-            indexer = self._indexer()
-            if not rebuild and indexer.is_current():
-                return self._info(False, t0)
-            with self.store.write_lock():
-                # Another process may have finished the same build while we waited to start.
-                if not rebuild and indexer.is_current():
-                    return self._info(False, t0)
-                indexer.build(progress)
-            self._retriever = None
-            return self._info(True, t0)
-
-    def _info(self, built: bool, t0: float) -> IndexInfo:
-        retriever = self._open()
-        return IndexInfo(
-            built=built,
-            generation=retriever.generation.name,
-            n_documents=len(self.corpus.documents),
-            n_chunks=len(retriever.chunks),
-            seconds=time.perf_counter() - t0,
-            directory=str(self.store.directory),
-            skipped=tuple((s.path, s.reason) for s in self.corpus.skipped),
-        )
-
-    def _open(self) -> Retriever:
-        with self._lock:
-            if self._retriever is None:
-                s = self.settings
-                self._retriever = Retriever(
-                    self.store.open(), self.embedder, {d.doc_id: d for d in self.documents},
-                    fusion=s.fusion, bm25_weight=s.bm25_weight, dense_weight=s.dense_weight,
-                    sentence_weight=s.sentence_weight, rrf_k=s.rrf_k,
-                    mention_boost=s.mention_boost, tuning=self.tuning,
-                )
-            return self._retriever
+        """Build the index if the corpus, chunking or model changed, or it is damaged (or
+        ``rebuild``); else reuse it. A rebuild reuses every vector whose file is sound."""
+        return self.live.index(rebuild, progress)
 
     @property
     def retriever(self) -> Retriever:
         """The open retriever; builds or opens the index on first use."""
-        with self._lock:
-            if self._retriever is None:
-                try:
-                    if self.index_is_current():
-                        return self._open()
-                except IndexNotFoundError:
-                    pass
-                self.index()
-            return self._open()
+        return self.live.retriever
 
     # -- checking what callers pass -----------------------------------------------------
 
     def _check_text(self, text: Any, what: str) -> str:
         if not isinstance(text, str):
             raise InputError(f"the {what} must be text, not {type(text).__name__}")
-        checked: str = text.replace("\x00", "").strip()
+        checked: str = check_encodable(text.replace("\x00", "").strip(), what)
         if not checked:
             raise InputError(f"the {what} is empty: type a {what} in words")
         limit = self.settings.max_question_chars
@@ -259,13 +222,19 @@ class Assistant:
             )
         return checked
 
-    def _check_filter(self, doc_ids: Sequence[str] | None) -> list[str] | None:
+    def _check_filter(
+        self, doc_ids: Sequence[str] | None, documents: Mapping[str, Document]
+    ) -> list[str] | None:
         if doc_ids is None:
             return None
         if isinstance(doc_ids, str):
             doc_ids = [doc_ids]
         ids = list(dict.fromkeys(doc_ids))
-        known = {d.doc_id for d in self.corpus.documents}
+        for doc_id in ids:
+            if not isinstance(doc_id, str):
+                raise InputError(f"document ids must be text, not {type(doc_id).__name__}")
+            check_encodable(doc_id, "document filter")
+        known = set(documents)
         unknown = [d for d in ids if d not in known]
         if unknown:
             raise InputError(
@@ -284,8 +253,9 @@ class Assistant:
         """The ``k`` passages most relevant to ``query`` (default ``top_k``), best first."""
         query = self._check_text(query, "query")
         k = check_k(self.settings.top_k if k is None else k)
-        ids = self._check_filter(doc_ids)
-        return [h.passage for h in self.retriever.search(query, k, ids)]
+        retriever = self.live.current()
+        ids = self._check_filter(doc_ids, retriever.documents)
+        return [h.passage for h in retriever.search(query, k, ids)]
 
     def _prepare(
         self,
@@ -293,38 +263,20 @@ class Assistant:
         history: Sequence[Mapping[str, Any]] | None,
         doc_ids: Sequence[str] | None,
         k: int | None,
-    ) -> tuple[str, list[dict[str, str]], list[Hit], QuestionTerms]:
-        """Checked inputs, the question's terms and the retrieved hits."""
+    ) -> tuple[str, list[dict[str, str]], list[Hit], QuestionTerms, Vocabulary]:
+        """Checked inputs, the question's terms, the retrieved hits and the vocabulary of the
+        generation they came from (one generation per question, even if a build lands)."""
         question = self._check_text(question, "question")
         turns = normalise_history(history)
-        ids = self._check_filter(doc_ids)
         k = check_k(k if k is not None else self.settings.answer_k)
         if self.settings.answer_mode == "openai":
             self._written()  # a missing key is reported before any index work
-        retriever = self.retriever
+        retriever = self.live.current()
+        ids = self._check_filter(doc_ids, retriever.documents)
         terms = question_terms(question, turns, retriever.vocabulary)
         hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
-        return question, turns, self._compared(question, hits, ids), terms
-
-    def _compared(self, question: str, hits: list[Hit], ids: list[str] | None) -> list[Hit]:
-        """For a question naming two or more documents, each named document's own best
-        passages join the hits: a comparison needs every side, not only the closest one's."""
-        retriever = self.retriever
-        named = [d for d in named_documents(question, retriever.vocabulary)
-                 if ids is None or d in ids]
-        if len(named) < 2:
-            return hits
-        focus = focus_query(question, retriever.vocabulary)
-        seen = {h.passage.chunk_id for h in hits}
-        extra: list[Hit] = []
-        for doc_id in named:
-            if sum(h.passage.doc_id == doc_id for h in hits) >= PER_DOCUMENT:
-                continue
-            for hit in retriever.search(focus, PER_DOCUMENT, [doc_id]):
-                if hit.passage.chunk_id not in seen:
-                    seen.add(hit.passage.chunk_id)
-                    extra.append(hit)
-        return [*hits, *extra]
+        hits = _compared(retriever, question, hits, ids)
+        return question, turns, hits, terms, retriever.vocabulary
 
     def ask(
         self,
@@ -369,17 +321,17 @@ class Assistant:
         stream: bool,
     ) -> Iterator[str | Answer]:
         """The mode's verified text as it is written (written mode only), then the Answer."""
-        question, turns, hits, terms = self._prepare(question, history, doc_ids, k)
+        question, turns, hits, terms, vocabulary = self._prepare(question, history, doc_ids, k)
         if self.settings.answer_mode != "openai":
-            yield self._extractive(question, hits, terms)
+            yield self._extractive(question, hits, terms, vocabulary)
             return
         passages = [h.passage for h in hits]
         # The written answer passes the same answerability check as the offline one.
-        verdict = self._verdict(question, hits, terms)
+        verdict = self._verdict(question, hits, terms, vocabulary)
         for item in self._written().run(question, turns, passages, terms.query, stream=stream,
                                         verdict=verdict, titles=self.titles):
             if isinstance(item, Fallback):
-                yield self._fall_back(question, hits, terms, item)
+                yield self._fall_back(question, hits, terms, vocabulary, item)
             elif isinstance(item, Interrupted):
                 if self.settings.strict:
                     raise item.error
@@ -402,21 +354,25 @@ class Assistant:
 
     @property
     def phrases(self) -> Phrases:
-        """The corpus's text as the answerability check looks names up in it."""
+        """The corpus's text as the answerability check looks names up in it (made again when
+        the live index moves to a newer corpus)."""
         with self._lock:
-            if self._phrases is None:
-                self._phrases = Phrases([d.text for d in self.documents])
-            return self._phrases
+            corpus = self.corpus
+            if self._phrases is None or self._phrases[0] is not corpus:
+                self._phrases = (corpus, Phrases([d.text for d in corpus.documents]))
+            return self._phrases[1]
 
     @property
     def titles(self) -> dict[str, str]:
         """How answers name each document: its short title, else its title."""
         return {d.doc_id: d.short_title or d.title for d in self.documents}
 
-    def _extractive(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Answer:
+    def _extractive(
+        self, question: str, hits: Sequence[Hit], terms: QuestionTerms, vocabulary: Vocabulary
+    ) -> Answer:
         s = self.settings
         return extractive_answer(
-            question, hits, terms, self.retriever.vocabulary,
+            question, hits, terms, vocabulary,
             max_sentences=s.max_sentences,
             max_list_sentences=s.max_list_sentences,
             min_coverage=s.min_coverage,
@@ -426,12 +382,14 @@ class Assistant:
             phrases=self.phrases,
         )
 
-    def _verdict(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Verdict:
+    def _verdict(
+        self, question: str, hits: Sequence[Hit], terms: QuestionTerms, vocabulary: Vocabulary
+    ) -> Verdict:
         """The answerability check's verdict on the hits, as the offline answer would reach it."""
         if not hits or not terms.weights:
             return Verdict("not_covered")
         s = self.settings
-        chosen = choose(question, hits, terms, self.retriever.vocabulary,
+        chosen = choose(question, hits, terms, vocabulary,
                         max_sentences=s.max_sentences, max_list_sentences=s.max_list_sentences,
                         titles=self.titles, meaning=self.meaning, phrases=self.phrases)
         return decide(chosen.assessment, self.thresholds, min_coverage=s.min_coverage)
@@ -441,15 +399,20 @@ class Assistant:
     ) -> Assessment:
         """What the answerability check finds for a question, before its thresholds: what
         fitting them needs (``evaluation/fitting.py``)."""
-        question, _, hits, terms = self._prepare(question, history, None, None)
+        question, _, hits, terms, vocabulary = self._prepare(question, history, None, None)
         s = self.settings
-        return choose(question, hits, terms, self.retriever.vocabulary,
+        return choose(question, hits, terms, vocabulary,
                       max_sentences=s.max_sentences, max_list_sentences=s.max_list_sentences,
                       titles=self.titles,
                       meaning=self.meaning, phrases=self.phrases).assessment
 
     def _fall_back(
-        self, question: str, hits: Sequence[Hit], terms: QuestionTerms, fallback: Fallback
+        self,
+        question: str,
+        hits: Sequence[Hit],
+        terms: QuestionTerms,
+        vocabulary: Vocabulary,
+        fallback: Fallback,
     ) -> Answer:
         """The written answer cannot be shown: the offline answer instead, or strict's error."""
         if self.settings.strict:
@@ -460,7 +423,7 @@ class Assistant:
             return dataclasses.replace(
                 base, notices=[f"{fallback.reason}.", *fallback.notices], checks=checks
             )
-        offline = self._extractive(question, hits, terms)
+        offline = self._extractive(question, hits, terms, vocabulary)
         checks = with_citation_checks(
             dataclasses.replace(fallback.checks, fallback=fallback.kind), offline.checks
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -64,6 +65,7 @@ class JSONErrorsParser(Parser):
     """The parser when --json was given."""
 
     json_errors = True
+EXIT_BROKEN_PIPE = 141  # as a shell reports a program ended by SIGPIPE
 
 
 def _assistant(args: argparse.Namespace) -> Assistant:
@@ -83,6 +85,8 @@ def _ensure_index(
         info = assistant.index(rebuild=rebuild, progress=bar)
     finally:
         bar.close()
+    if info.repaired:
+        print(f"peerqa: the index was damaged ({info.repaired}); rebuilt it", file=sys.stderr)
     if info.skipped and not args.quiet:
         for path, reason in info.skipped:
             print(f"peerqa: skipped {path}: {reason}", file=sys.stderr)
@@ -356,13 +360,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in argv or any(a.startswith("--json=") for a in argv)
     args = build_parser(json_errors=as_json).parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader gone away is handled below
+        return status
     except PeerQAError as e:
         report_error(str(e), hint(e), as_json)
         return EXIT_USAGE if isinstance(e, USAGE_ERRORS) else EXIT_ERROR
     except KeyboardInterrupt:
         print("peerqa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Whoever read the output stopped early (`peerqa ask ... | head`): end quietly. Standard
+        # output is pointed at /dev/null so the interpreter's last flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,10 @@ SUFFIXES = (*TEXT_SUFFIXES, *readers.SUFFIXES)
 KINDS = ".txt, .md, .pdf or .docx"
 MANIFEST = "manifest.json"
 MAX_FILE_BYTES = 20 * 1024 * 1024
+SYSTEM_FILES = frozenset({"thumbs.db", "desktop.ini", "icon\r"})
+"""Files an operating system leaves in folders (besides hidden ones such as .DS_Store)."""
+_CONTROL = re.compile(r"[\x01-\x08\x0e-\x1f\x7f]")
+_MAX_CONTROL_SHARE = 0.01  # more control characters than this and the file is not text
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +62,16 @@ class Corpus:
 
 def _read_manifest(directory: Path) -> dict[str, dict[str, Any]]:
     path = directory / MANIFEST
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return {}
+    problem = skip_reason(path, directory)
+    if problem:
+        raise CorpusError(f"{path} cannot be read ({problem}): replace it with a JSON file")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bytes(path).decode("utf-8"))
         entries = data["documents"] if isinstance(data, dict) else data
         return {str(e["file"]): dict(e) for e in entries}
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, CorpusError) as e:
         raise CorpusError(
             f"{path} is not a valid manifest ({e}): it must be JSON like "
             '{"documents": [{"file": "a.txt", "title": "..."}]}; fix or remove it'
@@ -85,19 +94,80 @@ def _doc_id(path: Path) -> str:
     return slug or "document"
 
 
-def read_text(path: Path) -> str:
-    """A file's text exactly as stored (no newline translation), or CorpusError with the reason."""
-    data = path.read_bytes()
+def skip_reason(path: Path, root: Path) -> str | None:
+    """Why the entry ``path`` of the corpus folder ``root`` cannot be a document, or None.
+
+    Decided from the name and from what the path resolves to, without opening it: hidden and
+    system files, links that lead outside the folder (by resolved path), and anything that is
+    not a regular file (folders, named pipes, sockets, devices) are left out with a reason.
+    """
+    name = path.name
+    if name.startswith(".") or name.lower() in SYSTEM_FILES:
+        return "hidden or system file"
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a dangling link or a link loop
+        return "unreadable: a link to a file that does not exist"
+    if not target.is_relative_to(root.resolve()):
+        return "a link to a file outside the corpus folder"
+    try:
+        mode = target.stat().st_mode
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file (documents in sub-folders are not read)"
+    if not stat.S_ISREG(mode):
+        return f"not a regular file (a {_kind(mode)})"
+    return None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
+
+
+def read_bytes(path: Path) -> bytes:
+    """A regular file's bytes, at most MAX_FILE_BYTES, or CorpusError with the reason.
+
+    The file is opened without blocking and checked again once open, so a path swapped for a
+    named pipe after it was listed cannot hang the read.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise CorpusError(f"not a regular file (a {_kind(info.st_mode)})")
+        if info.st_size > MAX_FILE_BYTES:
+            raise CorpusError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise CorpusError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
-    if b"\0" in data[:8192]:
-        raise CorpusError("binary file (contains NUL bytes)")
+    return data
+
+
+def read_text(path: Path) -> str:
+    """A file's text exactly as stored (no newline translation), or CorpusError with the reason.
+
+    Binary content is looked for in the whole file: a NUL byte anywhere, or more control
+    characters than text ever has.
+    """
+    data = read_bytes(path)
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise CorpusError(f"binary file (a NUL byte at byte {nul})")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CorpusError(
             f"not UTF-8 (byte {e.start}): re-save it as UTF-8 text"
         ) from e
+    if len(_CONTROL.findall(text)) > _MAX_CONTROL_SHARE * len(text):
+        raise CorpusError("binary file (too many control characters for text)")
     if not text.strip():
         raise CorpusError("empty file")
     return text
@@ -128,9 +198,15 @@ def load_corpus(directory: str | Path) -> Corpus:
     skipped: list[Skipped] = []
     seen_hash: dict[str, str] = {}
     seen_ids: set[str] = set()
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in SUFFIXES)
-    for path in files:
-        if path.is_dir():
+    # Links come after real files, so a duplicate through a link never takes the file's place.
+    for path in sorted(directory.iterdir(), key=lambda p: (p.is_symlink(), p.name)):
+        if path.name == MANIFEST:
+            continue
+        problem = skip_reason(path, directory)
+        if problem is None and path.suffix.lower() not in SUFFIXES:
+            problem = f"not a {KINDS} file"
+        if problem is not None:
+            skipped.append(Skipped(path.name, problem))
             continue
         try:
             extracted = read_file(path)
@@ -173,12 +249,7 @@ def load_corpus(directory: str | Path) -> Corpus:
                 page_starts=extracted.page_starts,
             )
         )
-    ignored = sorted(
-        p.name for p in directory.iterdir()
-        if p.is_file() and p.suffix.lower() not in SUFFIXES and p.name != MANIFEST
-        and not p.name.startswith(".")
-    )
-    skipped.extend(Skipped(name, f"not a {KINDS} file") for name in ignored)
+    documents.sort(key=lambda d: Path(d.path).name)
     if not documents:
         reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped) or f"no {KINDS} files"
         raise CorpusError(

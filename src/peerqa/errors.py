@@ -8,6 +8,7 @@ PeerQAError
 ├── ModelError                           the local embedding model is missing or corrupt
 ├── StoreError                           the index on disk or on a Chroma server
 │   ├── IndexLockedError                 another process is writing the same index
+│   ├── IndexDamagedError                a generation's files do not match what it recorded
 │   └── IndexNotFoundError (FileNotFoundError)
 └── BackendError                         the OpenAI-compatible backend failed
     ├── BackendAuthError                 the key was rejected (never retried)
@@ -47,6 +48,14 @@ class StoreError(PeerQAError):
 
 class IndexLockedError(StoreError):
     """Another process holds the index's write lock."""
+
+
+class IndexDamagedError(StoreError):
+    """The live index generation's files are missing, cut short or changed: rebuild it."""
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 class IndexNotFoundError(StoreError, FileNotFoundError):

@@ -18,8 +18,8 @@ from . import chunking
 from .corpus import Corpus
 from .embeddings import Embedder
 from .errors import StoreError
-from .store import FORMAT_VERSION, IndexStore, SentenceVectors
-from .text import sentence_spans
+from .store import FORMAT_VERSION, IndexStore, SentenceVectors, chroma_version
+from .text import TOKENIZER_VERSION, sentence_spans
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while an index is built."""
@@ -36,6 +36,8 @@ class IndexInfo:
     seconds: float
     directory: str
     skipped: tuple[tuple[str, str], ...] = ()
+    repaired: str = ""
+    """What was wrong with the index that this build replaced ("" when nothing was)."""
 
 
 def text_key(text: str) -> str:
@@ -68,16 +70,31 @@ class Indexer:
             "corpus": self.corpus.fingerprint,
             "documents": {d.doc_id: d.sha256 for d in self.corpus.documents},
             "chunker": chunking.CHUNKER_VERSION,
+            "tokenizer": TOKENIZER_VERSION,
             "chunk_target_words": self.chunk_target_words,
             "chunk_max_words": self.chunk_max_words,
             "embedder": self.embedder.name,
         }
 
     def is_current(self) -> bool:
+        """Whether the live generation was built from this corpus, chunking and model, and
+        this installation's Chroma reads it (asked by a probe query only when another chromadb
+        version wrote it)."""
         manifest = self.store.current_manifest()
         if manifest is None:
             return False
-        return all(manifest.get(k) == v for k, v in self.expected_manifest().items())
+        if any(manifest.get(k) != v for k, v in self.expected_manifest().items()):
+            return False
+        if manifest.get("chromadb") == chroma_version():
+            return True
+        try:
+            generation = self.store.open()
+        except StoreError:
+            return False
+        try:
+            return generation.engine_works()
+        finally:
+            generation.close()
 
     def build(self, progress: Progress | None = None) -> None:
         """Write a new generation and make it live. Call under the store's write lock."""
@@ -147,23 +164,23 @@ class Indexer:
         return vectors
 
     def _previous_vectors(self) -> dict[str, np.ndarray]:
-        """Vectors of the live generation by text, reused when the model is the same."""
-        try:
-            gen = self.store.open()
-            if gen.manifest.get("embedder") != self.embedder.name:
-                return {}
-            found: dict[str, np.ndarray] = {}
-            keys = gen.manifest.get("text_keys") or []
-            vectors = gen.vectors()
-            if len(keys) == len(vectors):
-                found.update(zip(keys, vectors, strict=True))
-            sentences = gen.sentences()
-            keys = gen.manifest.get("sentence_keys") or []
-            if sentences is not None and len(keys) == len(sentences.vectors):
-                found.update(zip(keys, sentences.vectors, strict=True))
-            return found
-        except (StoreError, OSError, ValueError):
+        """Vectors of the live generation by text, reused when the model is the same.
+
+        Only files that still have their recorded hashes are read, so a damaged generation
+        gives what is sound in it and nothing else.
+        """
+        gen = self.store.latest_readable()
+        if gen is None or gen.manifest.get("embedder") != self.embedder.name:
             return {}
+        vectors, sentences = gen.sound_vectors()
+        found: dict[str, np.ndarray] = {}
+        keys = gen.manifest.get("text_keys") or []
+        if vectors is not None and len(keys) == len(vectors):
+            found.update(zip(keys, vectors, strict=True))
+        keys = gen.manifest.get("sentence_keys") or []
+        if sentences is not None and len(keys) == len(sentences.vectors):
+            found.update(zip(keys, sentences.vectors, strict=True))
+        return found
 
 
 def _stored_counter(progress: Progress | None, total: int) -> Callable[[int], None] | None:

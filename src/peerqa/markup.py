@@ -38,7 +38,9 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|~$&])")
 
 
 def html_text(text: str) -> str:
-    """Escape text for the chat's HTML: nothing in it can act as HTML or Markdown."""
+    """Escape text for the chat's HTML: nothing in it can act as HTML or Markdown (and what
+    cannot be encoded, such as a lone surrogate, shows as "?")."""
+    text = text.encode("utf-8", "replace").decode("utf-8")
     text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_HTML_TABLE)
     return text.replace("\n", "<br>")
 

@@ -2,18 +2,24 @@
 
 Below both of its users, the OpenAI embedder and the written answers. The ``openai`` package is
 imported on first use, so offline work never pays for it. The key is scrubbed from every message.
+A written answer has one deadline for everything (requests, retries, waits and a stream that
+trickles): ``call`` and ``iterate`` take it, and the HTTP work runs in a helper thread that the
+caller stops waiting for when the deadline passes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
+import queue
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from .errors import BackendAuthError, BackendError, BackendTimeoutError, ConfigurationError
@@ -87,23 +93,34 @@ class OpenAIBackend:
     def scrub(self, text: str) -> str:
         return scrub(text, self._key)
 
-    def call(self, request: Callable[[OpenAI], T], what: str) -> T:
+    def call(
+        self, request: Callable[[OpenAI], T], what: str, deadline: float | None = None
+    ) -> T:
         """Run ``request`` with retries on 429, 5xx and refused connections; map failures.
 
-        ``what`` names the service in messages: "chat model", "embedding model".
+        ``what`` names the service in messages: "chat model", "embedding model". With a
+        ``deadline`` (a ``time.monotonic()`` value), every attempt and wait fits before it, and
+        BackendTimeoutError is raised when it passes, whatever the server is doing.
         """
         import openai
 
         attempt = 0
         while True:
             try:
-                return request(self.client)
+                if deadline is None:
+                    return request(self.client)
+                client = self.client.with_options(timeout=self._remaining(deadline, what))
+                return _before(deadline, functools.partial(request, client), self.timed_out(what))
             except (openai.APIStatusError, openai.APIConnectionError) as exc:
                 status = getattr(exc, "status_code", None)
                 retriable = not isinstance(exc, openai.APITimeoutError) and (
                     status is None or status >= 500 or (status == 429 and not _out_of_quota(exc))
                 )
                 wait = self._retry_wait(exc, attempt)
+                if wait is not None and deadline is not None and (
+                    time.monotonic() + wait >= deadline
+                ):
+                    wait = None  # no time is left for another attempt
                 if not retriable or attempt >= self.max_retries or wait is None:
                     raise self.error(exc, what, attempt) from (
                         None if self._leaks(exc) else exc
@@ -114,18 +131,45 @@ class OpenAIBackend:
             except openai.OpenAIError as exc:
                 raise self.error(exc, what, attempt) from (None if self._leaks(exc) else exc)
 
-    def iterate(self, stream: Iterable[T], what: str) -> Iterator[T]:
+    def iterate(
+        self, stream: Iterable[T], what: str, deadline: float | None = None
+    ) -> Iterator[T]:
         """The items of a streamed response; a failure mid-stream becomes a BackendError.
 
-        It is not retried: what was already read stands.
+        It is not retried: what was already read stands. With a ``deadline``, the stream is read
+        by a helper thread and BackendTimeoutError ends it when the deadline passes, however
+        slowly the server sends; the stream is then closed.
         """
         import httpx
         import openai
 
+        items = stream if deadline is None else _pumped(stream, deadline, self.timed_out(what))
         try:
-            yield from stream
+            yield from items
         except (openai.OpenAIError, httpx.HTTPError) as exc:
             raise self.error(exc, what) from (None if self._leaks(exc) else exc)
+
+    def _remaining(self, deadline: float, what: str) -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise self.timed_out(what)
+        return remaining
+
+    def timed_out(self, what: str) -> BackendTimeoutError:
+        """The error for an answer that missed its deadline."""
+        return BackendTimeoutError(
+            f"the {what} at {self.where} did not answer within {self.timeout:g} s: "
+            "try again later, or raise PEERQA_OPENAI_TIMEOUT"
+        )
+
+    def unreadable(self, what: str, reply: object) -> BackendError:
+        """The error for a reply that is not the JSON asked for (such as an event stream sent
+        to a request that did not ask for one)."""
+        kind = "an event stream" if "data:" in str(reply)[:200] else type(reply).__name__
+        return BackendError(
+            f"the {what} at {self.where} sent a reply peerqa cannot read ({kind}, not the JSON "
+            "it asked for): check that PEERQA_OPENAI_BASE_URL points at an OpenAI-compatible API"
+        )
 
     def _leaks(self, exc: BaseException) -> bool:
         body = getattr(exc, "body", None)
@@ -157,10 +201,7 @@ class OpenAIBackend:
         detail = self.scrub(_server_message(exc))[:300]
         status = getattr(exc, "status_code", None)
         if isinstance(exc, (openai.APITimeoutError, httpx.TimeoutException)):
-            return BackendTimeoutError(
-                f"the {what} at {where} did not answer within {self.timeout:g} s: "
-                "try again later, or raise PEERQA_OPENAI_TIMEOUT"
-            )
+            return self.timed_out(what)
         if status == 401:
             return BackendAuthError(
                 f"the {what} at {where} rejected the API key (HTTP 401): set a valid key "
@@ -204,6 +245,75 @@ class OpenAIBackend:
             )
         return BackendError(f"the {what} at {where} failed ({type(exc).__name__}"
                             f"{_colon(detail)})")
+
+
+def _before(deadline: float, work: Callable[[], T], late: BaseException) -> T:
+    """``work()`` run in a helper thread; ``late`` is raised if it has not ended by the deadline
+    (the thread is left to end on its own, and what it returns then is closed)."""
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+    abandoned = threading.Event()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as exc:  # handed to the caller
+            box.put((False, exc))
+            return
+        box.put((True, result))
+        if abandoned.is_set():
+            _close(result)
+
+    threading.Thread(target=run, name="peerqa-openai", daemon=True).start()
+    try:
+        ok, value = box.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+        abandoned.set()
+        with contextlib.suppress(queue.Empty):
+            _close(box.get_nowait()[1])
+        raise late from None
+    if not ok:
+        raise value
+    result: T = value
+    return result
+
+
+def _pumped(stream: Iterable[T], deadline: float, late: BaseException) -> Iterator[T]:
+    """The stream's items, read by a helper thread, until the deadline; then ``late``."""
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for item in stream:
+                if stop.is_set():
+                    return
+                items.put(("item", item))
+            items.put(("end", None))
+        except BaseException as exc:  # handed to the reader
+            items.put(("error", exc))
+
+    threading.Thread(target=pump, name="peerqa-openai-stream", daemon=True).start()
+    try:
+        while True:
+            try:
+                kind, value = items.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise late from None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        _close(stream)  # a server still sending finds the connection gone
+
+
+def _close(value: object) -> None:
+    close = getattr(value, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
 
 
 def _out_of_quota(exc: BaseException) -> bool:

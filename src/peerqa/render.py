@@ -7,6 +7,7 @@ box, source cards) is ``cards.py``'s.
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ from .cards import (
     sources_html,
     text_after_banner,
 )
+from .errors import BackendError, CorpusError, InputError, PeerQAError, StoreError
 from .markup import highlight_runs, html_text, md_text
 from .markup import section_label as _section
 from .text import MARKER, year_label
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
     from .indexing import IndexInfo
 
 BOLD, RESET = "\033[1m", "\033[0m"
+TURN_BREAK = "\n\n---\n\n"
+"""Between the turns of a conversation in its Markdown export."""
 BANNERS = {coverage: f"{title}." for coverage, (title, _) in COVERAGE.items()}
 """How an answer announces its coverage, in every face (the app's banner uses the same words)."""
 
@@ -337,3 +341,33 @@ class ProgressBar:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+# -- a conversation and its failures ------------------------------------------------------------
+
+
+def conversation_markdown(export: str, answer: Answer, question: str) -> str:
+    """The conversation so far as Markdown, this turn with its sources added after the others."""
+    turn = answer_markdown(answer, question)
+    return export.rstrip() + TURN_BREAK + turn if export.strip() else turn
+
+
+def friendly_error(error: BaseException) -> str:
+    """What a practitioner is told when a question cannot be answered: what went wrong in
+    words, never a server path or a setting (the log keeps those)."""
+    if isinstance(error, InputError):
+        return f"I could not use that question: {_SERVER_PATH.sub('…', str(error))}."
+    what = next((words for kind, words in _FAILURES if isinstance(error, kind)), "")
+    return (
+        f"Something went wrong while answering{f' ({what})' if what else ''}. Please try "
+        "again; if it keeps happening, tell whoever runs this app."
+    )
+
+
+_SERVER_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@~+-]+){2,}[\\/]?")
+_FAILURES: tuple[tuple[type[BaseException], str], ...] = (
+    (BackendError, "the language model service did not answer as expected"),
+    (StoreError, "the document index could not be read"),
+    (CorpusError, "the documents could not be read"),
+    (PeerQAError, "the app is not set up correctly"),
+)

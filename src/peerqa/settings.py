@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from .errors import ConfigurationError, InputError
 _PACKAGE_DIR = Path(__file__).resolve().parent
 MAX_K = 50
 """The most passages a search or an answer may ask for."""
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?")
 
 
 def bundled_corpus_dir() -> Path:
@@ -127,7 +129,10 @@ class Settings(BaseSettings):
         description="OpenAI-compatible endpoint (OPENAI_BASE_URL also works).",
     )
     openai_model: str = Field("gpt-4.1-mini", description="Chat model for answer_mode=openai.")
-    openai_timeout: float = Field(30.0, gt=0, description="Seconds before a request is abandoned.")
+    openai_timeout: float = Field(
+        30.0, gt=0, description="Seconds a written answer may take in all (requests, retries, "
+        "the stream); then the offline answer stands in."
+    )
     openai_max_retries: int = Field(2, ge=0, le=6, description="Retries on 429 and 5xx.")
     openai_context_window: int = Field(
         128_000, ge=1024, description="Tokens the chat model accepts; the prompt is cut to fit."
@@ -147,6 +152,12 @@ class Settings(BaseSettings):
     port: int = Field(7860, description="Port of the Gradio app.")
     app_username: str | None = Field(None, description="Required to listen beyond 127.0.0.1.")
     app_password: SecretStr | None = Field(None, description="Required to listen beyond 127.0.0.1.")
+    app_allowed_origins: str = Field(
+        "",
+        description="Other origins whose pages may call the app (comma-separated "
+        "scheme://host[:port], e.g. the address a reverse proxy serves it at); any other is "
+        "refused.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -155,7 +166,20 @@ class Settings(BaseSettings):
                 "chunk_target_words must not exceed chunk_max_words: "
                 f"set PEERQA_CHUNK_TARGET_WORDS <= {self.chunk_max_words}"
             )
+        for origin in self.allowed_origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigurationError(
+                    f"PEERQA_APP_ALLOWED_ORIGINS: {origin!r} is not an origin: write each as "
+                    "scheme://host[:port] with no path, e.g. https://peerqa.example.org"
+                )
         return self
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """The configured origins, lower-cased, without a trailing slash."""
+        return tuple(
+            o.strip().rstrip("/").lower() for o in self.app_allowed_origins.split(",") if o.strip()
+        )
 
     @property
     def resolved_corpus_dir(self) -> Path:
@@ -202,7 +226,7 @@ def settings_table() -> str:
     rows = ["| variable | default | what it does |", "|---|---|---|"]
     for name, info in Settings.model_fields.items():
         default = info.default
-        shown = "" if default is None else f"`{default}`"
+        shown = "" if default in (None, "") else f"`{default}`"
         rows.append(f"| `PEERQA_{name.upper()}` | {shown} | {info.description} |")
     return "\n".join(rows)
 

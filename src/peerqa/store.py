@@ -3,21 +3,25 @@
 Layout of an index folder::
 
     .lock                    flock held by the one process writing
-    CURRENT                  JSON naming the live generation; replaced atomically
-    generations/<gen>/       manifest.json, chunks.jsonl, vectors.npy, sentences.npz,
-                             chroma/ (embedded mode)
+    CURRENT                  JSON naming the live generation and its manifest's sha256;
+                             replaced atomically
+    generations/<gen>/       manifest.json (with every file's size and sha256), chunks.jsonl,
+                             vectors.npy, sentences.npz, chroma/ (embedded mode)
 
 A build writes a fresh generation, then points CURRENT at it with ``os.replace``: a build killed
 half way leaves the previous generation live, and the next build removes the leftovers.
 The generation before the live one is kept so that a process still reading it is not cut off.
 With ``chroma_host`` set, vectors go to a ``chroma run`` server, one collection per generation,
-and the folder keeps the manifest, the chunks and the pointer.
+and the folder keeps the manifest, the chunks and the pointer. What one generation holds and how
+it is checked is ``generation.py``'s job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import secrets
@@ -25,21 +29,36 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import IndexLockedError, IndexNotFoundError, StoreError
+from .errors import IndexDamagedError, IndexLockedError, IndexNotFoundError, StoreError
+from .generation import (
+    COLLECTION_PREFIX,
+    MANIFEST,
+    ChromaLocation,
+    Generation,
+    SentenceVectors,
+    chroma_version,
+    close_client,
+    fatal,
+    file_records,
+    quietly,
+    reason,
+)
 from .types import Chunk
 
-if TYPE_CHECKING:
-    from chromadb.api import ClientAPI
-    from chromadb.api.models.Collection import Collection
+__all__ = ["FORMAT_VERSION", "ChromaLocation", "Generation", "IndexStore", "SentenceVectors",
+           "chroma_version"]
 
-FORMAT_VERSION = 2
-_COLLECTION_PREFIX = "peerqa-"
+FORMAT_VERSION = 3
+# Chroma keeps new vectors in its log until this many have arrived, and every reader rebuilds the
+# HNSW files from that log. Syncing at once makes the build write them whole: readers leave them
+# alone, and their hashes hold.
+_HNSW_SYNC = {"hnsw:sync_threshold": 2, "hnsw:batch_size": 2}
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -57,118 +76,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-@dataclass(frozen=True, slots=True)
-class SentenceVectors:
-    """One vector per sentence of every chunk: its chunk's index, its document offsets."""
-
-    chunk: np.ndarray  # (n,) int32, index into the generation's chunks
-    spans: np.ndarray  # (n, 2) int32, document offsets of the sentence
-    vectors: np.ndarray  # (n, dim) float32, L2-normalised
-
-
-@dataclass(frozen=True, slots=True)
-class ChromaLocation:
-    """Where vectors live: an embedded folder (host None) or a Chroma server."""
-
-    host: str | None = None
-    port: int = 8000
-
-    def client(self, path: Path | None = None) -> ClientAPI:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        settings = ChromaSettings(anonymized_telemetry=False)
-        try:
-            if self.host:
-                return chromadb.HttpClient(host=self.host, port=self.port, settings=settings)
-            assert path is not None
-            return chromadb.PersistentClient(path=str(path), settings=settings)
-        except Exception as e:  # chromadb raises plain ValueError/ConnectionError variants
-            where = (
-                f"Chroma server at {self.host}:{self.port}" if self.host else f"Chroma at {path}"
-            )
-            hint = (
-                "start it with `chroma run --path DIR --port PORT` or unset PEERQA_CHROMA_HOST"
-                if self.host
-                else "delete the index folder to rebuild it"
-            )
-            raise StoreError(f"cannot open {where} ({e}): {hint}") from e
-
-
-class Generation:
-    """One complete, immutable build: its manifest, chunks, vectors and Chroma collection."""
-
-    def __init__(self, path: Path, location: ChromaLocation) -> None:
-        self.path = path
-        self.location = location
-        try:
-            self.manifest: dict[str, Any] = json.loads((path / "manifest.json").read_text())
-            with open(path / "chunks.jsonl", encoding="utf-8") as f:
-                self.chunks = [Chunk(**json.loads(line)) for line in f if line.strip()]
-        except (OSError, ValueError, TypeError) as e:
-            raise StoreError(
-                f"index generation {path} is unreadable ({e}): run `peerqa index --rebuild`"
-            ) from e
-        self._collection: Collection | None = None
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def collection_name(self) -> str:
-        return str(self.manifest.get("collection", _COLLECTION_PREFIX + self.name))
-
-    def vectors(self) -> np.ndarray:
-        vectors: np.ndarray = np.load(self.path / "vectors.npy")
-        return vectors
-
-    def sentences(self) -> SentenceVectors | None:
-        """The sentence-level vectors of this generation (None for an index without them)."""
-        path = self.path / "sentences.npz"
-        if not path.exists():
-            return None
-        with np.load(path) as data:
-            return SentenceVectors(data["chunk"], data["spans"], data["vectors"])
-
-    @property
-    def collection(self) -> Collection:
-        if self._collection is None:
-            client = self.location.client(self.path / "chroma")
-            try:
-                collection = client.get_collection(self.collection_name, embedding_function=None)
-            except Exception as e:
-                raise StoreError(
-                    f"the index's Chroma collection {self.collection_name!r} is missing ({e}): "
-                    "run `peerqa index --rebuild`"
-                ) from e
-            self._collection = collection
-        return self._collection
-
-    def query(
-        self, vector: np.ndarray, n: int, doc_ids: Sequence[str] | None = None
-    ) -> list[tuple[str, float]]:
-        """Nearest chunks to ``vector`` as (chunk_id, cosine similarity), best first."""
-        where: Any = {"doc_id": {"$in": list(doc_ids)}} if doc_ids else None
-        n = min(n, len(self.chunks))
-        if n <= 0:
-            return []
-        try:
-            res = self.collection.query(
-                query_embeddings=np.asarray(vector, dtype=np.float32)[None, :],
-                n_results=n,
-                where=where,
-                include=["distances"],
-            )
-        except StoreError:
-            raise
-        except Exception as e:
-            raise StoreError(f"vector search failed ({e}): check the Chroma store") from e
-        distances = res["distances"] or [[]]
-        pairs = zip(res["ids"][0], distances[0], strict=True)
-        return [(i, 1.0 - float(d)) for i, d in pairs]
-
-
 class IndexStore:
     """An index folder: open the live generation, or write a new one under the write lock."""
 
@@ -184,15 +91,32 @@ class IndexStore:
     def _generations(self) -> Path:
         return self.directory / "generations"
 
-    def current_name(self) -> str | None:
+    def pointer(self) -> dict[str, Any] | None:
+        """CURRENT's content; None before any build; StoreError when it is unreadable."""
         try:
-            return str(json.loads(self._current_file.read_text())["generation"])
+            data = json.loads(self._current_file.read_text())
+            str(data["generation"])
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise StoreError(
-                f"{self._current_file} is unreadable ({e}): run `peerqa index --rebuild`"
+                f"{self._current_file} is unreadable ({reason(e)}): run `peerqa index` to "
+                "repair it"
             ) from e
+        return dict(data)
+
+    def current_name(self) -> str | None:
+        pointer = self.pointer()
+        return str(pointer["generation"]) if pointer else None
+
+    def pointer_stamp(self) -> tuple[int, int, int] | None:
+        """A cheap fingerprint of CURRENT (inode, size, mtime): it changes when a build
+        replaces it, so a long-running reader notices a new generation with one stat call."""
+        try:
+            st = self._current_file.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _pointer_for_writing(self) -> dict[str, Any]:
         """CURRENT's content, or {} when it is missing or corrupt (a rebuild replaces it)."""
@@ -204,23 +128,66 @@ class IndexStore:
 
     def current_manifest(self) -> dict[str, Any] | None:
         """The live generation's manifest, or None when there is no readable one."""
-        name = self.current_name()
+        try:
+            name = self.current_name()
+        except StoreError:
+            return None
         if not name:
             return None
         try:
-            manifest = json.loads((self._generations / name / "manifest.json").read_text())
+            manifest = json.loads((self._generations / name / MANIFEST).read_text())
         except (OSError, ValueError):
             return None
         return manifest if isinstance(manifest, dict) else None
 
     def open(self) -> Generation:
-        """The live generation; IndexNotFoundError when nothing has been built yet."""
-        name = self.current_name()
+        """The live generation, its file sizes checked; IndexNotFoundError before any build,
+        IndexDamagedError (saying what to run) when its files do not match their records."""
+        pointer = self.pointer()
+        name = str(pointer["generation"]) if pointer else None
         if not name or not (self._generations / name).is_dir():
+            if pointer:
+                raise IndexDamagedError(
+                    f"the index at {self.directory} names a generation that is gone "
+                    f"({name}): run `peerqa index` to repair it",
+                    f"its live generation {name} is gone",
+                )
             raise IndexNotFoundError(
                 f"no index at {self.directory}: run `peerqa index` to build it"
             )
-        return Generation(self._generations / name, self.location)
+        assert pointer is not None
+        return Generation(self._generations / name, self.location, pointer.get("manifest_sha256"))
+
+    def damage(self) -> str | None:
+        """What is wrong with the live generation, checked in depth; None when it is sound."""
+        try:
+            generation = self.open()
+        except IndexNotFoundError:
+            return None
+        except IndexDamagedError as e:
+            return e.problem
+        except StoreError as e:
+            return str(e)
+        try:
+            problems = generation.verify(deep=True)
+        finally:
+            generation.close()
+        return "; ".join(problems[:3]) or None
+
+    def latest_readable(self) -> Generation | None:
+        """The live generation, or when CURRENT is unreadable the newest one with a readable
+        manifest, opened leniently (for vectors worth reusing); None when there is none."""
+        try:
+            live = self.current_name()
+        except StoreError:
+            live = None
+        names = [live] if live else []
+        if self._generations.is_dir():
+            names += sorted((p.name for p in self._generations.iterdir()), reverse=True)
+        for name in dict.fromkeys(names):
+            with contextlib.suppress(StoreError):
+                return Generation(self._generations / name, self.location, strict=False)
+        return None
 
     @contextmanager
     def write_lock(self) -> Iterator[None]:
@@ -258,8 +225,8 @@ class IndexStore:
         path = self._generations / name
         path.mkdir(parents=True)
         manifest = {**manifest, "format": FORMAT_VERSION, "generation": name,
-                    "collection": _COLLECTION_PREFIX + name, "n_chunks": len(chunks),
-                    "created": time.time()}
+                    "collection": COLLECTION_PREFIX + name, "n_chunks": len(chunks),
+                    "chromadb": chroma_version(), "created": time.time()}
         lines = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks)
         _fsync_write(path / "chunks.jsonl", lines.encode("utf-8"))
         with open(path / "vectors.npy", "wb") as f:
@@ -273,35 +240,67 @@ class IndexStore:
                          vectors=sentences.vectors.astype(np.float32))
                 f.flush()
                 os.fsync(f.fileno())
+        self._write_vectors(path, manifest["collection"], chunks, vectors, metadatas, progress)
+        # Recorded last, once every file (Chroma's included) is complete.
+        manifest["files"] = file_records(path)
+        data = json.dumps(manifest, indent=1).encode()
+        _fsync_write(path / MANIFEST, data)
+        _fsync_dir(path)
+        previous = self._pointer_for_writing().get("generation")
+        tmp = self.directory / f"CURRENT.{os.getpid()}.tmp"
+        pointer = {"generation": name, "previous": previous,
+                   "manifest_sha256": hashlib.sha256(data).hexdigest()}
+        _fsync_write(tmp, json.dumps(pointer).encode())
+        os.replace(tmp, self._current_file)
+        _fsync_dir(self.directory)
+        self._prune(keep={name, previous})
+        return Generation(path, self.location, pointer["manifest_sha256"])
+
+    def _write_vectors(
+        self,
+        path: Path,
+        collection_name: str,
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        metadatas: Sequence[dict[str, Any]],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Add the vectors to a new Chroma collection in batches it accepts, then query it once
+        so that its files are complete before they are recorded."""
         client = self.location.client(path / "chroma")
         try:
-            collection = client.create_collection(
-                manifest["collection"],
-                metadata={"hnsw:space": "cosine", "peerqa_generation": name},
+            collection = quietly(lambda: client.create_collection(
+                collection_name,
+                metadata={"hnsw:space": "cosine", **_HNSW_SYNC,
+                          "peerqa_generation": path.name},
                 embedding_function=None,
-            )
+            ))
             batch = max(1, min(int(client.get_max_batch_size()), 2048))
-            for i in range(0, len(chunks), batch):
-                part = slice(i, i + batch)
+
+            def add(part: slice) -> None:
                 collection.add(
                     ids=[c.chunk_id for c in chunks[part]],
                     embeddings=np.asarray(vectors[part], dtype=np.float32),
                     metadatas=list(metadatas[part]),
                     documents=[c.text for c in chunks[part]],
                 )
+
+            for i in range(0, len(chunks), batch):
+                part = slice(i, i + batch)
+                quietly(functools.partial(add, part))
                 if progress:
                     progress(len(chunks[part]))
-        except Exception as e:
-            raise StoreError(f"writing vectors to Chroma failed ({e})") from e
-        _fsync_write(path / "manifest.json", json.dumps(manifest, indent=1).encode())
-        _fsync_dir(path)
-        previous = self._pointer_for_writing().get("generation")
-        tmp = self.directory / f"CURRENT.{os.getpid()}.tmp"
-        _fsync_write(tmp, json.dumps({"generation": name, "previous": previous}).encode())
-        os.replace(tmp, self._current_file)
-        _fsync_dir(self.directory)
-        self._prune(keep={name, previous})
-        return Generation(path, self.location)
+            if len(chunks):
+                quietly(lambda: collection.query(
+                    query_embeddings=np.asarray(vectors[:1], dtype=np.float32), n_results=1,
+                    include=["distances"],
+                ))
+        except BaseException as e:
+            if fatal(e):
+                raise
+            raise StoreError(f"writing vectors to Chroma failed ({reason(e)})") from e
+        finally:
+            close_client(client)
 
     def _remove_leftovers(self) -> None:
         """Remove generations a killed build left behind (never the live or previous one)."""
@@ -318,5 +317,5 @@ class IndexStore:
                 continue
             if self.location.host:
                 with contextlib.suppress(Exception):  # never created, or already gone
-                    self.location.client().delete_collection(_COLLECTION_PREFIX + path.name)
+                    self.location.client().delete_collection(COLLECTION_PREFIX + path.name)
             shutil.rmtree(path, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Text tools every layer shares, each defined once: words and stems, sentences, tokens, marks.
 
 - ``words`` / ``tokenize``: the one vocabulary BM25, sentence scoring, the judge and the
-  evaluation use (lower case, stop words out, Snowball stems).
+  evaluation use (NFKC, accents folded, lower case, stop words out, Snowball stems); ``fold``
+  is the normalisation they share, the same for documents and questions.
 - ``sentence_spans``: where sentences start and end, as offsets into the text.
 - ``count_tokens``: cl100k_base token counts, with tiktoken kept offline.
 - ``normalise``: white space, quote marks and dashes folded, so formatting never decides a match.
@@ -14,10 +15,13 @@ import functools
 import importlib.util
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 import Stemmer
 import tiktoken
+
+from .errors import InputError
 
 # --------------------------------------------------------------------------- shared patterns
 
@@ -39,6 +43,20 @@ def heading_level(match: re.Match[str]) -> int:
     return match.group(1).count("#")
 
 
+def check_encodable(text: str, what: str) -> str:
+    """``text``, or InputError when it holds what no encoder takes (a lone surrogate, such as an
+    invalid byte in a command-line argument becomes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InputError(
+            f"the {what} contains something that is not text at character {e.start + 1} (an "
+            "invalid byte or a broken character): retype it, or check that the terminal or "
+            "program sending it uses UTF-8"
+        ) from None
+    return text
+
+
 def markers(text: str) -> list[int]:
     """Every [n] in ``text``, in order."""
     return [int(n) for n in MARKER.findall(text)]
@@ -51,7 +69,12 @@ def year_label(year: int | None) -> str:
 
 # --------------------------------------------------------------------------- words and stems
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+TOKENIZER_VERSION = "2"
+"""Changes whenever ``words``/``tokenize`` give other tokens: what is built from tokens rebuilds."""
+
+# Letters and digits of any script (after folding); an apostrophe form such as "workers'" ends
+# the word.
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 _WORD = re.compile(r"\S+")
 STOPWORDS = frozenset(
     [
@@ -81,9 +104,23 @@ def _stemmer() -> Stemmer.Stemmer:
     return Stemmer.Stemmer("english")
 
 
+def fold(text: str) -> str:
+    """``text`` as words are compared: NFKC, accents removed, case folded.
+
+    "café" typed composed or decomposed, "ﬁ" as a ligature and full-width digits all become the
+    same letters, so a question matches a document however either was typed. Only tokens are
+    folded: chunk texts and quotes stay verbatim.
+    """
+    if text.isascii():
+        return text.lower()
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", text).casefold()
+
+
 def words(text: str) -> list[str]:
-    """Lower-cased word tokens (apostrophe forms folded: "workers'" -> "workers")."""
-    return [w.replace("’", "'").split("'")[0] for w in _TOKEN.findall(text.lower())]
+    """Folded word tokens (apostrophe forms folded: "workers'" -> "workers")."""
+    return [w.replace("’", "'").split("'")[0] for w in _TOKEN.findall(fold(text))]
 
 
 def tokenize(text: str) -> list[str]:

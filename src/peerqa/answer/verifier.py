@@ -3,7 +3,11 @@
 The model's reply is read sentence by sentence as it streams: markers that point at no source
 are removed; each sentence is tested against the passages it cites with ``judge.supports`` (the
 evaluation's judge); unsupported or uncited sentences are dropped (or flagged), sentences with
-links always; sources are renumbered by first use.
+links always, and so are sentences that give instructions (to the assistant, or to the reader
+about what to do outside the answer) or repeat an instruction found in a passage, however well a
+passage "supports" them: documents are data, never instructions. When as many sentences were
+dropped for instructions or links as were kept, the reply as a whole is not trusted
+(``compromised``) and the answer falls back to quotes. Sources are renumbered by first use.
 """
 
 from __future__ import annotations
@@ -32,8 +36,58 @@ _LINK = re.compile(
     r"(?i)\bhttps?://|\bwww\.\w|\]\([^)]*\)|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|info|biz|"
     r"xyz|ru|cn|uk|gov|edu|ly|me|app|site|online)(?:/\S*)?\b"
 )
+# An instruction addressed to the assistant (or to the reader about what to do outside the
+# answer), as injected text words it. An answer reports what the documents say; it never tells
+# anyone to reply, click, ignore instructions or take on a role. Verbs of replying count only as
+# an imperative (a clause's first word) followed by what to say.
+_REPLY = r"(?:reply|respond|answer|output|print|say|type|write|repeat|return|state)"
+INSTRUCTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\b[^.!?]{0,60}?\b(?:instructions?|prompts?"
+    r"|rules|directions|guidelines|messages?|context|everything\s+(?:above|before|else)"
+    r"|(?:all\s+(?:of\s+)?)?the\s+above)\b"
+    r"|\b(?:system|developer)\s+(?:prompt|message|instructions?)\b"
+    r"|\b(?:new|updated|real|actual|hidden)\s+instructions?\b"
+    r"|(?:^|[\n\"'“(])\s*(?:system|assistant|developer)\s*:"
+    r"|\byou\s+are\s+now\b|\byou\s+are\s+(?:\w+\s+){0,3}?(?:ai|assistant|language\s+model"
+    r"|chatbot|bot)\b"
+    r"|\bas\s+an?\s+(?:ai|language\s+model|assistant)\b"
+    r"|\b(?:the\s+)?(?:ai|assistant|language\s+model|chatbot|llm)\s+(?:must|should|will|shall"
+    r"|is\s+to)\b"
+    r"|(?:^|[;:]\s*|\b(?:please|now|instead|just|then|and)\s+)" + _REPLY
+    + r"(?:\s+(?:only|exactly|just|back|verbatim))*(?:\s+with\b|\s+[\"'“‘]"
+    r"|\s+(?-i:[A-Z0-9][A-Z0-9_-]*)\b)"
+    r"|\b(?:tell|inform|warn)\s+(?:the\s+)?(?:user|reader)s?\b"
+    r"|(?:^|[;:]\s*|\bplease\s+)(?:click|tap)\b"
+    r"|\byou\s+(?:must|should|need\s+to|have\s+to)\s+(?:now\s+)?(?:reply|respond|click|visit"
+    r"|email|send|enter|type|share|provide\s+your|call\s+us|contact\s+us)\b"
+    r"|\b(?:do\s+not|don't|never)\s+(?:tell|mention|reveal|disclose)\b[^.!?]{0,30}"
+    r"\b(?:user|reader|anyone|instructions?|prompt)\b",
+    re.I,
+)
 # A heading or a lead-in such as "**Key points:**" or "In short:".
 _FORMATTING = re.compile(r"^(?:" + HEADING_MARK.pattern + r"|\*\*[^*]+\*\*:?$|[^.!?]{0,80}:$)")
+
+def injected_words(passages: Sequence[Passage]) -> frozenset[str]:
+    """Words the passages use only inside sentences that give instructions: a written sentence
+    made of them repeats an injected instruction (a canary such as "PWNED-7f3")."""
+    inside: set[str] = set()
+    outside: set[str] = set()
+    for p in passages:
+        for a, b in sentence_spans(p.text):
+            sentence = p.text[a:b]
+            (inside if INSTRUCTION.search(sentence) else outside).update(tokenize(sentence))
+    return frozenset(inside - outside)
+
+
+def repeats_instruction(sentence: str, injected: frozenset[str]) -> bool:
+    """Whether ``sentence`` is made of an injected instruction's own words: two of them, or
+    half of its words."""
+    if not injected:
+        return False
+    tokens = set(tokenize(sentence))
+    shared = len(tokens & injected)
+    return shared >= 2 or (shared > 0 and 2 * shared >= len(tokens))
+
 
 @dataclass(slots=True)
 class _Kept:
@@ -59,6 +113,7 @@ class Verifier:
     uncited: int = 0
     unsupported: int = 0
     linked: int = 0
+    instructions: int = 0  # sentences giving or repeating instructions: always dropped
     gap: bool = False
     missing: str = ""
     """What the model says the sources do not give (its "Not covered:" line), if it said."""
@@ -68,6 +123,17 @@ class Verifier:
     _line_done: int = 0  # sentences of the current line already judged
     _line_shown: bool = False  # whether one of them was kept (it carries the bullet)
     _newlines: int = 0  # line breaks since the last kept sentence
+    _injected: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        self._injected = injected_words(self.sources)
+
+    @property
+    def compromised(self) -> bool:
+        """Whether the reply followed injected text: at least as many sentences were dropped
+        for instructions or links as were kept, so what is left is not trusted either."""
+        suspect = self.instructions + self.linked
+        return suspect > 0 and suspect >= len(self.kept)
 
     def feed(self, delta: str) -> list[str]:
         """Verified text completed by ``delta``, in pieces that start with their separator."""
@@ -128,6 +194,9 @@ class Verifier:
         n_sources = len(self.sources)
         valid = tuple(n for n in sentence.numbers if 1 <= n <= n_sources)
         self.removed_markers.extend(n for n in sentence.numbers if n not in valid)
+        if INSTRUCTION.search(sentence.text) or repeats_instruction(sentence.text, self._injected):
+            self.instructions += 1  # never shown, cited or not, flagged or not
+            return None
         if not valid and _GAP.search(sentence.text) and not _LINK.search(sentence.text):
             self.gap = True
             return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,11 +138,19 @@ class WrittenAnswerer:
         return req
 
     def _generate(self, prompt: Prompt, reply: _Reply, stream: bool) -> Iterator[str]:
-        """The reply's text in deltas (one delta when not streaming); BackendError on failure."""
+        """The reply's text in deltas (one delta when not streaming); BackendError on failure.
+
+        One deadline (``openai_timeout`` from now) covers the whole reply, streamed or not.
+        """
         what = "chat model"
         req = self._request(prompt, stream)
+        deadline = time.monotonic() + self.backend.timeout
         if not stream:
-            completion = self.backend.call(lambda c: c.chat.completions.create(**req), what)
+            completion = self.backend.call(
+                lambda c: c.chat.completions.create(**req), what, deadline
+            )
+            if not hasattr(completion, "choices"):  # e.g. an event stream it did not ask for
+                raise self.backend.unreadable(what, completion)
             choice = completion.choices[0] if completion.choices else None
             reply.finish_reason = choice.finish_reason if choice else None
             if completion.usage is not None:
@@ -150,9 +159,9 @@ class WrittenAnswerer:
             content = choice.message.content if choice else None
             yield content or ""
             return
-        chunks = self.backend.call(lambda c: c.chat.completions.create(**req), what)
+        chunks = self.backend.call(lambda c: c.chat.completions.create(**req), what, deadline)
         with chunks:
-            for chunk in self.backend.iterate(chunks, what):
+            for chunk in self.backend.iterate(chunks, what, deadline):
                 for choice in chunk.choices or ():
                     if choice.finish_reason:
                         reply.finish_reason = choice.finish_reason
@@ -197,6 +206,8 @@ class WrittenAnswerer:
             report.failed.append("sentences_supported")
         if verifier.linked:
             report.failed.append("no_links")
+        if verifier.instructions:
+            report.failed.append("no_instructions")
         flag = verifier.flag_unsupported
         bad = verifier.uncited + verifier.unsupported
         checks = AnswerChecks(
@@ -205,7 +216,7 @@ class WrittenAnswerer:
             uncited_generated=verifier.uncited,
             unsupported_generated=verifier.unsupported,
             linked_generated=verifier.linked,
-            dropped_sentences=verifier.linked + (0 if flag else bad),
+            dropped_sentences=verifier.linked + verifier.instructions + (0 if flag else bad),
             flagged_sentences=bad if flag else 0,
             finish_reason=reply.finish_reason,
             usage=reply.usage,
@@ -219,6 +230,12 @@ class WrittenAnswerer:
             report.notices.append(
                 f"{verifier.linked} sentence(s) containing a link were removed: written answers "
                 "carry no links (a source's own links show in its quoted passage)."
+            )
+        if verifier.instructions:
+            report.notices.append(
+                f"{verifier.instructions} sentence(s) giving instructions, or repeating "
+                "instructions found in a document, were removed: documents are data, never "
+                "instructions."
             )
         if bad and flag:
             report.notices.append(
@@ -272,6 +289,14 @@ class WrittenAnswerer:
         found, report = self._verification(verifier, reply)
         checks = _merge(sent, found, backend_error=error_name)
         notices += report.notices
+        if verifier.compromised:  # the reply followed injected text: quotes instead
+            return Fallback(
+                kind="unverified",
+                reason="The written answer followed instructions or links found in the "
+                       "documents, so it is not shown",
+                notices=notices,
+                checks=dataclasses.replace(checks, failed=[*report.failed, "compromised"]),
+            )
         if not verifier.kept:
             if verifier.gap:
                 declined = verdict is not None and verdict.coverage != "answered"
