@@ -36,6 +36,8 @@ LAZY_THIRD_PARTY = {
     "llama_index": {"evaluation", "llama_index"},
     "pydantic": {"evaluation", "llama_index"},
     "tqdm": {"render"},
+    "onnxruntime": {"embeddings"},
+    "onnx": {"embeddings"},
 }
 MAX_LINES = 500
 
