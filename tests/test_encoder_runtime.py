@@ -8,21 +8,27 @@ import shutil
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from peerqa import Assistant
 from peerqa.embeddings import LocalEmbedder, minilm, minilm_onnx
 from peerqa.embeddings import local as local_module
 from peerqa.embeddings.threads import BUILD_THREADS, blas_threads, blas_threads_now
 from peerqa.errors import ModelError
+from peerqa.retrieval import Retriever
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "minilm_reference.json"
 
 
 @pytest.fixture(scope="module")
 def graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("graph-cache")
+    """A folder holding the cached graph (written here even if a session is already open)."""
+    folder = tmp_path_factory.mktemp("graph-cache")
+    minilm_onnx.cached_graph(folder, lambda: minilm.load_model(minilm.local_model_dir()))
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -144,21 +150,29 @@ DAMAGES = {
 }
 
 
-@pytest.mark.parametrize("damage", list(DAMAGES))
-def test_graph_cache__damaged_is_rebuilt_never_run(
-    damage: str, graph_cache: Path, onnx_embedder: LocalEmbedder, tmp_path: Path
-) -> None:
-    # A private copy of the module's verified cache, so that each case starts from good files.
-    good = minilm_onnx.graph_dir(graph_cache)
+def _copy_of(graph_cache: Path, tmp_path: Path) -> Path:
+    """A private copy of the module's verified cache, so that each case starts from good files."""
     folder = minilm_onnx.graph_dir(tmp_path)
-    shutil.copytree(good, folder)
+    shutil.copytree(minilm_onnx.graph_dir(graph_cache), folder)
     assert minilm_onnx.verified(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_graph_cache__damage_is_detected(damage: str, graph_cache: Path, tmp_path: Path) -> None:
+    folder = _copy_of(graph_cache, tmp_path)
     DAMAGES[damage](folder)
     assert not minilm_onnx.verified(folder)
+
+
+def test_graph_cache__damaged_is_rebuilt_never_run(graph_cache: Path, tmp_path: Path) -> None:
+    folder = _copy_of(graph_cache, tmp_path)
+    _flip_a_byte(folder / minilm_onnx.WEIGHTS)
     calls, load = _counting_loader()
     rebuilt = minilm_onnx.cached_graph(tmp_path, load)  # type: ignore[arg-type]
     assert calls == [1] and rebuilt == folder / minilm_onnx.GRAPH
     assert minilm_onnx.verified(folder)
+    good = minilm_onnx.graph_dir(graph_cache)
     assert _digests(folder) == _digests(good)  # the build is deterministic: the same files
 
 
@@ -287,3 +301,21 @@ def test_onnx_runtime__one_worker_for_a_question_two_for_a_build(
     onnx_embedder.embed_query("What training do peer workers need?")
     LocalEmbedder(runtime="onnx", batch_size=2).embed_documents(["a b", "c", "d e f", "g"])
     assert seen == [1, local_module.BUILD_THREADS]
+
+
+def test_ask_and_search__run_their_numpy_work_on_one_blas_thread(
+    tiny_fake: Assistant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[int]] = []
+    real = Retriever.search
+
+    def spy(self: Retriever, *args: Any, **kwargs: Any) -> Any:
+        seen.append(blas_threads_now())
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Retriever, "search", spy)
+    before = blas_threads_now()
+    tiny_fake.ask("What training do peer workers need?")
+    tiny_fake.search("supervision")
+    assert len(seen) == 2 and all(s == [1] * len(before) for s in seen)
+    assert blas_threads_now() == before

@@ -29,6 +29,7 @@ from .answer.written import (
 )
 from .corpus import Corpus, load_corpus
 from .embeddings import Embedder, get_embedder
+from .embeddings.threads import QUERY_THREADS, blas_threads
 from .errors import IndexNotFoundError, InputError
 from .indexing import Indexer, IndexInfo, Progress
 from .openai_client import OpenAIBackend
@@ -239,7 +240,9 @@ class Assistant:
         query = self._check_text(query, "query")
         k = check_k(self.settings.top_k if k is None else k)
         ids = self._check_filter(doc_ids)
-        return [h.passage for h in self.retriever.search(query, k, ids)]
+        retriever = self.retriever
+        with blas_threads(QUERY_THREADS):
+            return [h.passage for h in retriever.search(query, k, ids)]
 
     def _prepare(
         self,
@@ -257,7 +260,9 @@ class Assistant:
             self._written()  # a missing key is reported before any index work
         retriever = self.retriever
         terms = question_terms(question, turns, retriever.vocabulary)
-        hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
+        # One BLAS thread for a question's small products (see embeddings/threads.py).
+        with blas_threads(QUERY_THREADS):
+            hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
         return question, turns, hits, terms
 
     def ask(
@@ -320,12 +325,14 @@ class Assistant:
 
     def _extractive(self, question: str, hits: Sequence[Hit], terms: QuestionTerms) -> Answer:
         s = self.settings
-        return extractive_answer(
-            question, hits, terms, self.retriever.vocabulary,
-            max_sentences=s.max_sentences,
-            max_list_sentences=s.max_list_sentences,
-            min_coverage=s.min_coverage,
-        )
+        vocabulary = self.retriever.vocabulary
+        with blas_threads(QUERY_THREADS):
+            return extractive_answer(
+                question, hits, terms, vocabulary,
+                max_sentences=s.max_sentences,
+                max_list_sentences=s.max_list_sentences,
+                min_coverage=s.min_coverage,
+            )
 
     def _fall_back(
         self, question: str, hits: Sequence[Hit], terms: QuestionTerms, fallback: Fallback

@@ -142,9 +142,12 @@ class Generation:
                                  f"for {len(self.chunks)} chunks: run `peerqa index --rebuild`")
         sims = self._vectors @ np.asarray(vector, dtype=np.float32)
         rows = np.argsort(-sims, kind="stable")
-        wanted = set(doc_ids) if doc_ids else None
-        return [(self.chunks[i].chunk_id, float(sims[i])) for i in rows
-                if wanted is None or self.chunks[i].doc_id in wanted]
+        if doc_ids:
+            wanted = set(doc_ids)
+            rows = rows[[self.chunks[i].doc_id in wanted for i in rows.tolist()]]
+        chunks = self.chunks
+        return [(chunks[i].chunk_id, s) for i, s in zip(rows.tolist(), sims[rows].tolist(),
+                                                        strict=True)]
 
     @property
     def collection(self) -> Collection:

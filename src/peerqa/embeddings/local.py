@@ -97,6 +97,10 @@ class LocalEmbedder(BaseEmbedder):
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text, stripped first as sentence-transformers does."""
+        if len(texts) == 1:
+            # A question: encode_batch would hand one text to the tokenizer's thread pool, which
+            # waits for a time slice when other processes hold the cores.
+            return [self._tokenizer.encode(str(texts[0]).strip()).ids]
         encodings = self._tokenizer.encode_batch([str(s).strip() for s in texts])
         return [e.ids for e in encodings]
 
