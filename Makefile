@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-slow index eval bench lint clean browser
+.PHONY: run test test-slow index eval bench bench-scale lint clean browser
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +39,14 @@ test-slow: $(STAMP) browser
 eval: $(STAMP)
 	$(BIN)/peerqa eval
 
+# One table: build, reopen, search and ask p50/p95 (quiet and with both cores busy), a fresh
+# `peerqa ask`, memory. bench-scale adds 10x and 100x corpora (built once, kept in .bench-cache/;
+# the first 100x build takes a long while), a `chroma run` server and llama-index.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --scales 1,10,100 --server 10 --llama 10
 
 # ruff (errors, import order, likely bugs) and mypy --strict over the package.
 lint: $(STAMP)
@@ -48,4 +54,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info .bench-cache
