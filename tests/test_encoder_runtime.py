@@ -113,6 +113,7 @@ def _digests(folder: Path) -> dict[str, str]:
 
 
 def test_graph_cache__built_once_then_read_back_verified(tmp_path: Path) -> None:
+    tmp_path = tmp_path / "cache"
     calls, load = _counting_loader()
     first = minilm_onnx.cached_graph(tmp_path, load)  # type: ignore[arg-type]
     folder = minilm_onnx.graph_dir(tmp_path)

@@ -15,6 +15,7 @@ stands in when either is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -213,14 +214,14 @@ def cached_graph(cache_dir: Path | None, load_model: Callable[[], Model]) -> Pat
         return folder / GRAPH
     proto = build_graph(load_model())
     if folder is not None:
-        try:
+        # A cache that cannot be written (read-only home) only costs a build next time; a
+        # concurrent build of the same graph may have won the rename.
+        with contextlib.suppress(OSError):
             _write(folder, proto)
-            if verified(folder):
-                return folder / GRAPH
-        except OSError:
-            # A cache that cannot be written (read-only home) only costs a build next time.
-            # Saving moved the weights out of the model: build it again, whole, in memory.
-            proto = build_graph(load_model())
+        if verified(folder):
+            return folder / GRAPH
+        # Saving moved the weights out of the model: build it again, whole, in memory.
+        proto = build_graph(load_model())
     data: bytes = proto.SerializeToString()
     return data
 
