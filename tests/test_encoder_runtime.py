@@ -129,6 +129,21 @@ def test_graph_cache__built_once_then_read_back_verified(tmp_path: Path) -> None
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary left behind
 
 
+def test_graph_cache__a_new_build_removes_graphs_of_other_versions(
+    graph_cache: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    stale = cache / f"{minilm.MODEL_NAME}-{minilm.WEIGHTS_SHA256[:16]}-g0"
+    stale.mkdir(parents=True)
+    (stale / minilm_onnx.WEIGHTS).write_bytes(b"old weights")
+    unrelated = cache / "something-else"
+    unrelated.mkdir()
+    calls, load = _counting_loader()
+    minilm_onnx.cached_graph(cache, load)  # type: ignore[arg-type]
+    assert not stale.exists() and unrelated.is_dir()
+    assert minilm_onnx.verified(minilm_onnx.graph_dir(cache))
+
+
 def _flip_a_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF

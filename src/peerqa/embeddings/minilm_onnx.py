@@ -209,6 +209,11 @@ def _write(folder: Path, proto: Any) -> None:
         os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    # Graphs of other builder versions or weights would only take 90 MB each: a process still
+    # running one keeps its mapping (the files go when it closes them).
+    for other in folder.parent.glob(f"{MODEL_NAME}-*-g*"):
+        if other != folder and other.is_dir():
+            shutil.rmtree(other, ignore_errors=True)
 
 
 def cached_graph(cache_dir: Path | None, load_model: Callable[[], Model]) -> Path | bytes:
