@@ -210,7 +210,7 @@ def main() -> None:
                     dict(rows)[name].update(fresh_s=wall, fresh_cpu_s=cpu)
             if args.llama >= scale and not args.build_only:
                 spec = {"corpus": str(corpus), "questions": args.questions}
-                rows.append((f"{scale}x llama-index", run_child("llama", spec, None, 3600)))
+                rows.append((f"{scale}x llama-index *", run_child("llama", spec, None, 3600)))
     finally:
         if server is not None:
             server.stop()
@@ -250,7 +250,7 @@ def print_table(rows: list[tuple[str, dict[str, Any]]]) -> None:
     print("search and ask: the gold set's questions with the index open; 'under load': two busy "
           "processes hold both cores; (CPU): the process's CPU seconds (for ask: ms per question, "
           "mean), which a busy machine inflates less than wall time; RSS: the answering process, "
-          "read by itself after answering (peak in brackets). llama-index: VectorStoreIndex with "
+          "read by itself after answering (peak in brackets). * llama-index: VectorStoreIndex with "
           "its default SentenceSplitter (~1,024-token nodes) and the same MiniLM: each node is "
           "cut at MiniLM's 256-token window, so most of its text is never embedded; its "
           "'search' is a top-2 retrieval.")
