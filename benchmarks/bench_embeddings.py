@@ -1,6 +1,6 @@
 """Time the local MiniLM embedder: model load (with hash check), query latency, corpus throughput.
 
-Run: PYTHONPATH=src python benchmarks/bench_embeddings.py [--texts 250] [--batch-size 32]
+Run: PYTHONPATH=src python benchmarks/bench_embeddings.py [--texts 250] [--runtime onnx|numpy]
 
 Wall times depend on what else runs: the load average and the process's CPU time are printed
 too. Under contention, OpenBLAS's own threads can make wall time balloon; compare with
@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from peerqa.embeddings import LocalEmbedder  # noqa: E402
 from peerqa.evaluation import percentile  # noqa: E402
+from peerqa.settings import load_settings  # noqa: E402
 
 QUESTIONS = [
     "What does a peer support worker do?",
@@ -59,16 +60,19 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=250)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--runtime", choices=["auto", "onnx", "numpy"], default="auto")
     args = parser.parse_args()
 
     load_avg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     print(f"cpus {os.cpu_count()}, load average {load_avg}, OPENBLAS_NUM_THREADS={blas}")
     t0 = time.perf_counter()
-    embedder = LocalEmbedder(batch_size=args.batch_size)
+    cache = load_settings().resolved_model_cache_dir
+    embedder = LocalEmbedder(batch_size=args.batch_size, runtime=args.runtime, cache_dir=cache)
     load = time.perf_counter() - t0
     print(
-        f"model load (read + sha256 + parse + tokenizer): {load * 1000:.0f} ms  [{embedder.name}]"
+        f"model load (sha256 check + session or weights + tokenizer): {load * 1000:.0f} ms  "
+        f"[{embedder!r}]"
     )
 
     embedder.embed_query("warm-up")
@@ -85,7 +89,7 @@ def main() -> None:
     )
 
     texts = corpus_windows(args.texts)
-    n_tokens = sum(len(ids) for ids in embedder._tokenize(texts))
+    n_tokens = sum(len(ids) for ids in embedder.tokenize(texts))
     t, cpu = time.perf_counter(), time.process_time()
     vectors = embedder.embed_documents(texts)
     took, cpu = time.perf_counter() - t, time.process_time() - cpu

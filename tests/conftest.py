@@ -13,13 +13,22 @@ from peerqa import Assistant
 from tests.helpers import ARTIFACTS, TINY, FakeEmbedder
 
 
+@pytest.fixture(scope="session")
+def _model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the MiniLM graph, shared by the session's tests and the processes they
+    start: the graph is built once (a few seconds), not once per test."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture(autouse=True)
-def _offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, _model_cache: Path) -> None:
     """No key, no user settings, and a private cache, whatever the developer's shell holds."""
     for name in list(os.environ):
         if name.startswith("PEERQA_") or name in {"OPENAI_API_KEY", "OPENAI_BASE_URL"}:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    (tmp_path / "xdg-cache" / "peerqa").mkdir(parents=True)
+    (tmp_path / "xdg-cache" / "peerqa" / "models").symlink_to(_model_cache)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
 

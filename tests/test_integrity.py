@@ -185,10 +185,16 @@ def test_chroma_panic__is_kept_off_the_terminal_and_becomes_one_line(pristine, t
     with open(sqlite_file, "r+b") as f:  # SQLite's second page: Chroma's Rust side panics
         f.seek(4096)
         f.write(b"\xa5" * 4096)
+    # A search of every chunk is an exact scan of the checked vectors.npy: Chroma stays shut.
+    assert _assistant(corpus, index).search(QUERY)
+    # A search Chroma answers (fewer chunks than the index holds) meets the damage.
+    generation = _assistant(corpus, index).store.open()
     with pytest.raises(StoreError) as info:
-        _assistant(corpus, index).search(QUERY)
+        generation.query(FakeEmbedder().embed_query(QUERY), 1)
     assert "\n" not in str(info.value) and "run `peerqa index`" in str(info.value)
     err = capfd.readouterr().err
     assert "panicked" not in err and "RUST_BACKTRACE" not in err
-    assert _assistant(corpus, index).index().built
+    repaired = _assistant(corpus, index).index()
+    assert repaired.built and repaired.repaired and "\n" not in repaired.repaired
+    assert "panicked" not in capfd.readouterr().err
     assert _assistant(corpus, index).search(QUERY)

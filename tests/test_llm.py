@@ -669,8 +669,11 @@ def test_openai_embeddings__build_and_query_an_index_in_batches_without_empty_in
     batches = [b["input"] for b in fake_openai.embedding_requests()]
     assert all(isinstance(t, str) and t.strip() for batch in batches for t in batch)
     assert all(1 <= len(batch) <= 3 for batch in batches)
-    n_sentences = len(a.store.open().sentences().vectors)  # sentence vectors are embedded too
-    assert sum(len(b) for b in batches) == info.n_chunks + n_sentences + 1  # + a width probe
+    # Chunks and sentences, each distinct text once; the width comes with the first batch (no
+    # separate probe request).
+    manifest = a.store.current_manifest()
+    distinct = set(manifest["text_keys"]) | set(manifest["sentence_keys"])
+    assert sum(len(b) for b in batches) == len(distinct)
     assert all(b["model"] == "fake-embed" for b in fake_openai.embedding_requests())
 
     hits = a.retriever.search("remote supervision by video call", 3)

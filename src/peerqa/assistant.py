@@ -31,6 +31,7 @@ from .answer.written import (
 )
 from .corpus import Corpus
 from .embeddings import Embedder
+from .embeddings.threads import QUERY_THREADS, blas_threads
 from .errors import InputError
 from .indexing import IndexInfo, Progress
 from .live import LiveIndex
@@ -255,7 +256,8 @@ class Assistant:
         k = check_k(self.settings.top_k if k is None else k)
         retriever = self.live.current()
         ids = self._check_filter(doc_ids, retriever.documents)
-        return [h.passage for h in retriever.search(query, k, ids)]
+        with blas_threads(QUERY_THREADS):  # one BLAS thread for a question's small products
+            return [h.passage for h in retriever.search(query, k, ids)]
 
     def _prepare(
         self,
@@ -274,8 +276,10 @@ class Assistant:
         retriever = self.live.current()
         ids = self._check_filter(doc_ids, retriever.documents)
         terms = question_terms(question, turns, retriever.vocabulary)
-        hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
-        hits = _compared(retriever, question, hits, ids)
+        # One BLAS thread for a question's small products (see embeddings/threads.py).
+        with blas_threads(QUERY_THREADS):
+            hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
+            hits = _compared(retriever, question, hits, ids)
         return question, turns, hits, terms, retriever.vocabulary
 
     def ask(
@@ -371,16 +375,17 @@ class Assistant:
         self, question: str, hits: Sequence[Hit], terms: QuestionTerms, vocabulary: Vocabulary
     ) -> Answer:
         s = self.settings
-        return extractive_answer(
-            question, hits, terms, vocabulary,
-            max_sentences=s.max_sentences,
-            max_list_sentences=s.max_list_sentences,
-            min_coverage=s.min_coverage,
-            thresholds=self.thresholds,
-            titles=self.titles,
-            meaning=self.meaning,
-            phrases=self.phrases,
-        )
+        with blas_threads(QUERY_THREADS):
+            return extractive_answer(
+                question, hits, terms, vocabulary,
+                max_sentences=s.max_sentences,
+                max_list_sentences=s.max_list_sentences,
+                min_coverage=s.min_coverage,
+                thresholds=self.thresholds,
+                titles=self.titles,
+                meaning=self.meaning,
+                phrases=self.phrases,
+            )
 
     def _verdict(
         self, question: str, hits: Sequence[Hit], terms: QuestionTerms, vocabulary: Vocabulary

@@ -8,6 +8,7 @@ that has not changed.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -140,28 +141,40 @@ class Indexer:
         self, texts: list[str], reuse: dict[str, np.ndarray], stage: str,
         progress: Progress | None,
     ) -> np.ndarray:
-        """Vectors for ``texts``, reusing those already computed for the same text."""
-        vectors = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
-        todo = []
-        for i, t in enumerate(texts):
-            v = reuse.get(text_key(t))
-            if v is not None:
-                vectors[i] = v
-            else:
-                todo.append(i)
+        """Vectors for ``texts``: each distinct text embedded once, known ones reused.
+
+        Vectors computed here join ``reuse``, so a later stage (sentences after chunks) reuses
+        them too. Progress counts texts, duplicates included.
+        """
+        keys = [text_key(t) for t in texts]
+        todo: dict[str, str] = {}  # key -> text, first occurrence, in order
+        for key, t in zip(keys, texts, strict=True):
+            if key not in reuse and key not in todo:
+                todo[key] = t
         total = len(texts)
-        done = [total - len(todo)]
+        waiting = sum(1 for key in keys if key in todo)
+        done = [total - waiting]
         if progress:
             progress(stage, done[0], total)
-
-        def step(n: int) -> None:
-            done[0] += n
-            if progress:
-                progress(stage, done[0], total)
-
         if todo:
-            vectors[todo] = self.embedder.embed_documents([texts[i] for i in todo], progress=step)
-        return vectors
+            copies = Counter(key for key in keys if key in todo)
+            order = list(todo)
+            position = [0]
+
+            def step(n: int) -> None:
+                # The embedder reports how many distinct texts it finished (not which: it may
+                # sort them), each standing for its copies: exact at the end, close meanwhile.
+                batch = order[position[0] : position[0] + n]
+                position[0] += n
+                done[0] += sum(copies[k] for k in batch)
+                if progress:
+                    progress(stage, done[0], total)
+
+            found = self.embedder.embed_documents(list(todo.values()), progress=step)
+            reuse.update(zip(order, found, strict=True))
+        if not keys:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32)
+        return np.stack([reuse[key] for key in keys]).astype(np.float32, copy=False)
 
     def _previous_vectors(self) -> dict[str, np.ndarray]:
         """Vectors of the live generation by text, reused when the model is the same.

@@ -75,7 +75,17 @@ class Settings(BaseSettings):
 
     # Embeddings
     embedding_backend: Literal["local", "openai"] = Field(
-        "local", description="`local`: all-MiniLM-L6-v2 in numpy, offline; `openai`: the API."
+        "local", description="`local`: all-MiniLM-L6-v2, offline; `openai`: the API."
+    )
+    local_runtime: Literal["auto", "onnx", "numpy"] = Field(
+        "auto",
+        description="How the local model runs: `onnx` (onnxruntime), `numpy` (the reference), "
+        "or `auto` (onnxruntime, numpy where it is not installed). Same vectors either way.",
+    )
+    model_cache_dir: Path | None = Field(
+        None,
+        description="Where the local model's onnxruntime graph is cached (built once from the "
+        "pinned weights); default: ~/.cache/peerqa/models.",
     )
     openai_embedding_model: str = Field(
         "text-embedding-3-small", description="Embedding model when embedding_backend=openai."
@@ -192,6 +202,13 @@ class Settings(BaseSettings):
         corpus = self.resolved_corpus_dir.resolve()
         digest = hashlib.sha256(str(corpus).encode()).hexdigest()[:10]
         return _cache_root() / f"{corpus.name}-{digest}"
+
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        if self.model_cache_dir:
+            return Path(self.model_cache_dir).expanduser()
+        return _cache_root() / "models"
 
 
 def load_settings(base: Settings | None = None, **overrides: Any) -> Settings:

