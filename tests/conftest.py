@@ -112,9 +112,11 @@ def tiny_fake(tiny_corpus: Path, tmp_path: Path, fake_embedder: FakeEmbedder) ->
     return a
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
-    """Debian's headless Chromium driven by Playwright (never a browser download), one per run."""
+    """Debian's headless Chromium driven by Playwright (never a browser download), one per test
+    module: Playwright's sync API keeps an event loop running in this thread while it is open,
+    which later tests that start their own loop (asyncio.run) must not meet."""
     executable = chromium_path()
     from playwright.sync_api import sync_playwright
 
