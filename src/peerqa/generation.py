@@ -1,12 +1,13 @@
 """One index generation on disk: its files and their records, its checks, its Chroma collection.
 
 A generation's manifest records what it holds: the size and sha256 of every file in its folder
-(whatever files a build writes, so new ones are covered without a change here) and the chromadb
-version that wrote it. Opening checks the sizes (and the hashes of Chroma's HNSW files, which
-its native code would crash on); ``Generation.verify(deep=True)``, run by ``peerqa index``,
-checks every hash, SQLite's own structure check and a probe query. Chroma writes to its SQLite
-file whenever it opens it (a lock row), so that one file is judged by SQLite and by the probe,
-not by its hash. Chroma's native code reports a panic on the process's
+(``records.py``; whatever files a build writes, so new ones are covered without a change here)
+and the chromadb version that wrote it. Opening checks the sizes; the hashes of Chroma's HNSW
+files, which its native code would crash on, are checked before Chroma first opens them (an
+embedded search never does: it scans ``vectors.npy``). ``Generation.verify(deep=True)``, run by
+``peerqa index``, checks every hash, SQLite's own structure check and a probe query. What a
+search reads (chunk and sentence vectors, the BM25 arrays) is memory-mapped, not loaded, and
+checked for shape and bounds when opened. Chroma's native code reports a panic on the process's
 stderr before Python sees the exception: every call that opens Chroma runs with stderr captured
 (``quietly``), and whatever Chroma raises becomes a one-line ``StoreError``.
 """
@@ -20,7 +21,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -30,11 +30,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.request import pathname2url
 
 import numpy as np
 
 from .errors import IndexDamagedError, StoreError
+from .lexical import COUNTS_FILE, LEXICAL_DIR, Bm25Index, Counts
+from .records import MANIFEST, NATIVE_LOADED, file_problems
 from .types import Chunk
 
 if TYPE_CHECKING:
@@ -44,14 +45,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MANIFEST = "manifest.json"
 COLLECTION_PREFIX = "peerqa-"
-_SCRATCH = ("-journal", "-wal", "-shm")  # SQLite's transient files: never recorded
-_ENGINE_WRITES = (".sqlite3",)  # files Chroma writes to as it reads
-# Chroma's native code loads its HNSW files whole and crashes the process (a segfault, measured
-# with chromadb 1.5) on a damaged one, so they are hashed at every open, not only in depth.
-_NATIVE_LOADED = "chroma/"
-_NUMPY_FAILURES = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+_NUMPY_FAILURES = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile)
+VECTORS = "vectors.npy"
+SENTENCE_FILES = {"chunk": "sentence_chunks.npy", "spans": "sentence_spans.npy",
+                  "vectors": "sentence_vectors.npy"}
+"""A generation's sentences: one ``.npy`` file per array, memory-mapped when read."""
+OLD_SENTENCES = "sentences.npz"  # format 3's, read only for vectors worth reusing
+KEYS = "keys.json"
+"""The key of each embedded text (chunks, then sentences), by which a later build reuses it."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,66 +114,6 @@ def fatal(exc: BaseException) -> bool:
     """Exceptions that must pass through; everything else Chroma raises (its Rust panics derive
     from BaseException) becomes a StoreError."""
     return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
-
-
-# --------------------------------------------------------------------------- file records
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every file of a generation folder except its manifest."""
-    records: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if rel == MANIFEST or not path.is_file() or path.name.endswith(_SCRATCH):
-            continue
-        records[rel] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-    return records
-
-
-def file_problems(folder: Path, records: dict[str, Any], deep: bool) -> list[str]:
-    """What differs between a folder's files and their records: sizes, and hashes when ``deep``
-    (always for the files Chroma's native code loads)."""
-    problems: list[str] = []
-    for rel, record in records.items():
-        path = folder / rel
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            problems.append(f"{rel} is missing")
-            continue
-        except OSError as e:
-            problems.append(f"{rel} is unreadable ({e.strerror or e})")
-            continue
-        if rel.endswith(_ENGINE_WRITES):
-            problem = _sqlite_problem(path) if deep else None
-            if problem:
-                problems.append(f"{rel} is damaged ({problem})")
-        elif size != record.get("size"):
-            problems.append(f"{rel} is {size:,} bytes, {record.get('size')} expected")
-        elif (deep or rel.startswith(_NATIVE_LOADED)) and _sha256(path) != record.get("sha256"):
-            problems.append(f"{rel} has changed since it was written")
-    return problems
-
-
-def _sqlite_problem(path: Path) -> str | None:
-    """SQLite's own structure check of a database, opened read-only."""
-    try:
-        con = sqlite3.connect(f"file:{pathname2url(str(path))}?mode=ro", uri=True)
-        try:
-            rows = con.execute("PRAGMA quick_check").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error as e:
-        return str(e)
-    return None if rows == [("ok",)] else str(rows[0][0] if rows else "no answer")
 
 
 # --------------------------------------------------------------------------- generations
@@ -251,7 +193,7 @@ class Generation:
         files = manifest.get("files")
         self.files: dict[str, Any] = files if isinstance(files, dict) else {}
         if strict:
-            problems = file_problems(path, self.files, deep=False)
+            problems = file_problems(path, self.files, deep=False, native=False)
             if problems:
                 raise self.damaged("; ".join(problems[:3]))
         try:
@@ -283,40 +225,132 @@ class Generation:
         return str(self.manifest.get("collection", COLLECTION_PREFIX + self.name))
 
     def vectors(self) -> np.ndarray:
+        """The chunk vectors, memory-mapped from ``vectors.npy``, one row per chunk."""
         try:
-            vectors: np.ndarray = np.load(self.path / "vectors.npy")
+            vectors: np.ndarray = np.load(self.path / VECTORS, mmap_mode="r")
         except _NUMPY_FAILURES as e:
-            raise self.damaged(f"vectors.npy: {reason(e)}") from e
+            raise self.damaged(f"{VECTORS}: {reason(e)}") from e
+        if vectors.ndim != 2:
+            raise self.damaged(f"{VECTORS} holds an array of {vectors.ndim} dimensions")
         return vectors
 
     def sentences(self) -> SentenceVectors | None:
-        """The sentence-level vectors of this generation (None for an index without them)."""
-        path = self.path / "sentences.npz"
+        """The sentence-level vectors of this generation, memory-mapped (None without them)."""
+        if not (self.path / SENTENCE_FILES["vectors"]).exists():
+            return self._old_sentences()
+        try:
+            parts = {k: np.load(self.path / name, mmap_mode="r")
+                     for k, name in SENTENCE_FILES.items()}
+        except _NUMPY_FAILURES as e:
+            raise self.damaged(f"sentence files: {reason(e)}") from e
+        sentences = SentenceVectors(parts["chunk"], parts["spans"], parts["vectors"])
+        problem = self._sentence_problem(sentences)
+        if problem:
+            raise self.damaged(f"sentence files: {problem}")
+        return sentences
+
+    def _sentence_problem(self, s: SentenceVectors) -> str | None:
+        """What is wrong with the sentence arrays' shapes, or (with the chunks read) where
+        they say each sentence is: every sentence must lie inside its chunk."""
+        n = len(s.chunk)
+        if s.chunk.ndim != 1 or s.spans.shape != (n, 2) or s.vectors.ndim != 2 \
+                or len(s.vectors) != n:
+            return f"{n} sentences with {len(s.spans)} spans and {len(s.vectors)} vectors"
+        if not n or not self.chunks:
+            return None
+        chunk = np.asarray(s.chunk)
+        if int(chunk.min()) < 0 or int(chunk.max()) >= len(self.chunks):
+            return "a sentence of a chunk that does not exist"
+        bounds = np.array([(c.start, c.end) for c in self.chunks], dtype=np.int64)[chunk]
+        spans = np.asarray(s.spans)
+        if not ((bounds[:, 0] <= spans[:, 0]) & (spans[:, 0] < spans[:, 1])
+                & (spans[:, 1] <= bounds[:, 1])).all():
+            return "a sentence outside its chunk"
+        return None
+
+    def _old_sentences(self) -> SentenceVectors | None:
+        """Format 3's ``sentences.npz``, loaded whole (None when there is none)."""
+        path = self.path / OLD_SENTENCES
         if not path.exists():
             return None
         try:
             with np.load(path) as data:
                 return SentenceVectors(data["chunk"], data["spans"], data["vectors"])
         except _NUMPY_FAILURES as e:
-            raise self.damaged(f"sentences.npz: {reason(e)}") from e
+            raise self.damaged(f"{OLD_SENTENCES}: {reason(e)}") from e
 
-    def sound_vectors(self) -> tuple[np.ndarray | None, SentenceVectors | None]:
-        """The chunk and sentence vectors, each only if its file still has its recorded hash."""
-        def sound(name: str) -> bool:
-            record = self.files.get(name)
-            return record is not None and not file_problems(self.path, {name: record}, deep=True)
+    def lexical(self) -> Bm25Index:
+        """The BM25 index saved at build time, memory-mapped."""
+        try:
+            index = Bm25Index.load(self.path / LEXICAL_DIR)
+        except _NUMPY_FAILURES as e:
+            raise self.damaged(f"{LEXICAL_DIR}/: {reason(e)}") from e
+        problem = index.problem()
+        if index.size != len(self.chunks):
+            problem = f"it scores {index.size} chunks, not {len(self.chunks)}"
+        if problem:
+            raise self.damaged(f"{LEXICAL_DIR}/: {problem}")
+        return index
 
-        vectors = sentences = None
-        with contextlib.suppress(StoreError):
-            vectors = self.vectors() if sound("vectors.npy") else None
-        with contextlib.suppress(StoreError):
-            sentences = self.sentences() if sound("sentences.npz") else None
-        return vectors, sentences
+    def counts(self) -> Counts:
+        """The vocabulary's counts saved at build time."""
+        try:
+            counts = Counts.load(self.path / COUNTS_FILE)
+        except (*_NUMPY_FAILURES, AttributeError) as e:
+            raise self.damaged(f"{COUNTS_FILE}: {reason(e)}") from e
+        if counts.chunks != len(self.chunks):
+            raise self.damaged(f"{COUNTS_FILE} counts {counts.chunks} chunks, not "
+                               f"{len(self.chunks)}")
+        return counts
+
+    def keys(self) -> tuple[list[str], list[str]]:
+        """The keys of the embedded texts: chunks', sentences' (empty when unreadable)."""
+        try:
+            data = json.loads((self.path / KEYS).read_bytes())
+        except FileNotFoundError:
+            data = self.manifest  # format 3 kept them in its manifest
+        except (OSError, ValueError):
+            return [], []
+        try:
+            return ([str(k) for k in data.get("text_keys") or []],
+                    [str(k) for k in data.get("sentence_keys") or []])
+        except (AttributeError, TypeError):
+            return [], []
+
+    def sound(self, *names: str) -> bool:
+        """Whether these files are recorded and still have their recorded hashes."""
+        records = {name: self.files.get(name) for name in names}
+        return all(records.values()) and not file_problems(self.path, records, deep=True)
+
+    def sound_vectors(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The chunk and sentence vectors (memory-mapped), each only if its file still has its
+        recorded hash."""
+        found: list[np.ndarray | None] = []
+        names = [VECTORS, SENTENCE_FILES["vectors"]]
+        if not (self.path / names[1]).exists() and (self.path / OLD_SENTENCES).exists():
+            names[1] = OLD_SENTENCES
+        for name in names:
+            vectors = None
+            if self.sound(name):
+                with contextlib.suppress(*_NUMPY_FAILURES):
+                    if name == OLD_SENTENCES:
+                        with np.load(self.path / name) as data:
+                            vectors = data["vectors"]
+                    else:
+                        vectors = np.load(self.path / name, mmap_mode="r")
+            found.append(vectors)
+        return found[0], found[1]
 
     @property
     def collection(self) -> Collection:
         with self._lock:
             if self._collection is None:
+                # Chroma's native code crashes on a damaged HNSW file: hashed before it loads.
+                native = {rel: record for rel, record in self.files.items()
+                          if rel.startswith(NATIVE_LOADED)}
+                problems = file_problems(self.path, native, deep=False)
+                if problems:
+                    raise self.damaged("; ".join(problems[:3]))
                 client = self.location.client(self.path / "chroma")
                 try:
                     collection = quietly(
@@ -341,42 +375,47 @@ class Generation:
         if client is not None:
             close_client(client)
 
-    def _scan(
-        self, vector: np.ndarray, doc_ids: Sequence[str] | None
-    ) -> list[tuple[str, float]]:
-        """Every chunk by cosine similarity, exactly, from this generation's vectors.npy."""
+    @property
+    def scans_locally(self) -> bool:
+        """Whether a search scans this generation's own vectors (embedded) rather than asking
+        a Chroma server."""
+        return not self.location.host
+
+    def similarities(self, vector: np.ndarray) -> np.ndarray:
+        """Every chunk's cosine similarity to ``vector``, exactly, from the memory-mapped
+        ``vectors.npy`` (Chroma's vectors, written by the same build): at 26,000 chunks about
+        the cost of one Chroma query, and neither chromadb nor its HNSW files are loaded."""
         with self._lock:
             if self._vectors is None:
                 vectors = self.vectors()
                 if len(vectors) != len(self.chunks):
-                    raise self.damaged(f"vectors.npy holds {len(vectors)} vectors for "
+                    raise self.damaged(f"{VECTORS} holds {len(vectors)} vectors for "
                                        f"{len(self.chunks)} chunks")
                 self._vectors = vectors
-        sims = self._vectors @ np.asarray(vector, dtype=np.float32)
-        rows = np.argsort(-sims, kind="stable")
-        if doc_ids:
-            wanted = set(doc_ids)
-            rows = rows[[self.chunks[i].doc_id in wanted for i in rows.tolist()]]
-        chunks = self.chunks
-        return [(chunks[i].chunk_id, s)
-                for i, s in zip(rows.tolist(), sims[rows].tolist(), strict=True)]
+        sims: np.ndarray = self._vectors @ np.asarray(vector, dtype=np.float32)
+        return sims
 
     def query(
         self, vector: np.ndarray, n: int, doc_ids: Sequence[str] | None = None
     ) -> list[tuple[str, float]]:
         """Nearest chunks to ``vector`` as (chunk_id, cosine similarity), best first.
 
-        When every chunk is asked for (a small corpus: the retriever asks for up to 1,000), the
-        answer is an exhaustive scan, which numpy does exactly over vectors.npy in well under a
-        millisecond, without starting embedded Chroma (importing chromadb alone costs ~0.5 s).
-        Otherwise, and always on a Chroma server, Chroma's index answers.
+        When every chunk is asked for in embedded mode, the answer is the exact scan of
+        ``similarities``, without starting embedded Chroma (importing chromadb alone costs
+        ~0.5 s). Otherwise, and always on a Chroma server, Chroma's index answers.
         """
         where: Any = {"doc_id": {"$in": list(doc_ids)}} if doc_ids else None
         n = min(n, len(self.chunks))
         if n <= 0:
             return []
-        if n == len(self.chunks) and not self.location.host:
-            return self._scan(vector, doc_ids)
+        if n == len(self.chunks) and self.scans_locally:
+            sims = self.similarities(vector)
+            rows = np.argsort(-sims, kind="stable")
+            if doc_ids:
+                wanted = set(doc_ids)
+                rows = rows[[self.chunks[i].doc_id in wanted for i in rows.tolist()]]
+            return [(self.chunks[i].chunk_id, s)
+                    for i, s in zip(rows.tolist(), sims[rows].tolist(), strict=True)]
         collection = self.collection
         try:
             res = collection.query(
@@ -405,7 +444,7 @@ class Generation:
             count = quietly(lambda: self.collection.count())
             if count != len(self.chunks):
                 return f"Chroma holds {count} vectors, {len(self.chunks)} expected"
-            vector = np.load(self.path / "vectors.npy", mmap_mode="r")[0]
+            vector = np.load(self.path / VECTORS, mmap_mode="r")[0]
             found = quietly(lambda: self.query(np.asarray(vector), 1))
         except BaseException as e:
             if fatal(e):
