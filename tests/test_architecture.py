@@ -16,8 +16,8 @@ PACKAGE = REPO / "src" / "peerqa"
 LAYERS: list[tuple[str, set[str]]] = [
     ("ground", {"errors", "text", "types"}),
     ("config", {"settings", "tuning"}),
-    ("ingest", {"corpus", "readers", "chunking", "records", "lexical", "generation", "store",
-                "openai_client"}),
+    ("ingest", {"corpus", "readers", "chunking", "tables", "records", "lexical",
+                "generation", "store", "openai_client"}),
     ("models", {"embeddings"}),
     ("index", {"indexing"}),
     ("search", {"retrieval", "ranking", "live"}),

@@ -29,6 +29,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from tokenize import TokenError
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -36,6 +37,7 @@ import numpy as np
 from .errors import IndexDamagedError, StoreError
 from .lexical import COUNTS_FILE, LEXICAL_DIR, Bm25Index, Counts
 from .records import MANIFEST, NATIVE_LOADED, file_problems
+from .tables import CHUNKS, SENTENCE_FILES, TABLE, ChunkList, ChunkTable, SentenceVectors
 from .types import Chunk
 
 if TYPE_CHECKING:
@@ -46,11 +48,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 COLLECTION_PREFIX = "peerqa-"
-_NUMPY_FAILURES = (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile)
+# What reading a damaged .npy/.npz raises (numpy parses the header with ast.literal_eval).
+_NUMPY_FAILURES = (OSError, ValueError, EOFError, KeyError, TypeError, MemoryError,
+                   SyntaxError, TokenError, zipfile.BadZipFile)
 VECTORS = "vectors.npy"
-SENTENCE_FILES = {"chunk": "sentence_chunks.npy", "spans": "sentence_spans.npy",
-                  "vectors": "sentence_vectors.npy"}
-"""A generation's sentences: one ``.npy`` file per array, memory-mapped when read."""
 OLD_SENTENCES = "sentences.npz"  # format 3's, read only for vectors worth reusing
 KEYS = "keys.json"
 """The key of each embedded text (chunks, then sentences), by which a later build reuses it."""
@@ -117,15 +118,6 @@ def fatal(exc: BaseException) -> bool:
 
 
 # --------------------------------------------------------------------------- generations
-
-
-@dataclass(frozen=True, slots=True)
-class SentenceVectors:
-    """One vector per sentence of every chunk: its chunk's index, its document offsets."""
-
-    chunk: np.ndarray  # (n,) int32, index into the generation's chunks
-    spans: np.ndarray  # (n, 2) int32, document offsets of the sentence
-    vectors: np.ndarray  # (n, dim) float32, L2-normalised
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,16 +188,25 @@ class Generation:
             problems = file_problems(path, self.files, deep=False, native=False)
             if problems:
                 raise self.damaged("; ".join(problems[:3]))
+        self.chunks: Sequence[Chunk] = []
+        self.table = ChunkTable([], np.zeros(0, np.int32), np.zeros((0, 2), np.int64),
+                                np.zeros(0, np.int64))
+        name = TABLE if (path / TABLE).exists() else CHUNKS
         try:
-            with open(path / "chunks.jsonl", encoding="utf-8") as f:
-                self.chunks = [Chunk(**json.loads(line)) for line in f if line.strip()]
-        except (OSError, ValueError, TypeError) as e:
+            if name == TABLE:  # format 4: chunks parsed when asked for
+                self.table = ChunkTable.load(path / TABLE)
+                self.chunks = ChunkList(path / CHUNKS, self.table, self.damaged)
+            else:
+                data = (path / CHUNKS).read_bytes()
+                self.chunks = [Chunk(**json.loads(line)) for line in data.splitlines()
+                               if line.strip()]
+                self.table = ChunkTable.of(self.chunks, data)
+        except _NUMPY_FAILURES as e:
             if strict:
-                raise self.damaged(f"chunks.jsonl: {reason(e)}") from e
-            self.chunks = []
+                raise self.damaged(f"{name}: {reason(e)}") from e
         if strict and len(self.chunks) != manifest.get("n_chunks", len(self.chunks)):
             raise self.damaged(
-                f"chunks.jsonl holds {len(self.chunks)} chunks, {manifest['n_chunks']} expected"
+                f"{CHUNKS} holds {len(self.chunks)} chunks, {manifest['n_chunks']} expected"
             )
 
     def damaged(self, problem: str) -> IndexDamagedError:
@@ -236,48 +237,12 @@ class Generation:
 
     def sentences(self) -> SentenceVectors | None:
         """The sentence-level vectors of this generation, memory-mapped (None without them)."""
-        if not (self.path / SENTENCE_FILES["vectors"]).exists():
-            return self._old_sentences()
+        if not (self.path / SENTENCE_FILES["table"]).exists():
+            return None
         try:
-            parts = {k: np.load(self.path / name, mmap_mode="r")
-                     for k, name in SENTENCE_FILES.items()}
+            return SentenceVectors.load(self.path, self.table.bounds if self.chunks else None)
         except _NUMPY_FAILURES as e:
             raise self.damaged(f"sentence files: {reason(e)}") from e
-        sentences = SentenceVectors(parts["chunk"], parts["spans"], parts["vectors"])
-        problem = self._sentence_problem(sentences)
-        if problem:
-            raise self.damaged(f"sentence files: {problem}")
-        return sentences
-
-    def _sentence_problem(self, s: SentenceVectors) -> str | None:
-        """What is wrong with the sentence arrays' shapes, or (with the chunks read) where
-        they say each sentence is: every sentence must lie inside its chunk."""
-        n = len(s.chunk)
-        if s.chunk.ndim != 1 or s.spans.shape != (n, 2) or s.vectors.ndim != 2 \
-                or len(s.vectors) != n:
-            return f"{n} sentences with {len(s.spans)} spans and {len(s.vectors)} vectors"
-        if not n or not self.chunks:
-            return None
-        chunk = np.asarray(s.chunk)
-        if int(chunk.min()) < 0 or int(chunk.max()) >= len(self.chunks):
-            return "a sentence of a chunk that does not exist"
-        bounds = np.array([(c.start, c.end) for c in self.chunks], dtype=np.int64)[chunk]
-        spans = np.asarray(s.spans)
-        if not ((bounds[:, 0] <= spans[:, 0]) & (spans[:, 0] < spans[:, 1])
-                & (spans[:, 1] <= bounds[:, 1])).all():
-            return "a sentence outside its chunk"
-        return None
-
-    def _old_sentences(self) -> SentenceVectors | None:
-        """Format 3's ``sentences.npz``, loaded whole (None when there is none)."""
-        path = self.path / OLD_SENTENCES
-        if not path.exists():
-            return None
-        try:
-            with np.load(path) as data:
-                return SentenceVectors(data["chunk"], data["spans"], data["vectors"])
-        except _NUMPY_FAILURES as e:
-            raise self.damaged(f"{OLD_SENTENCES}: {reason(e)}") from e
 
     def lexical(self) -> Bm25Index:
         """The BM25 index saved at build time, memory-mapped."""
@@ -322,24 +287,23 @@ class Generation:
         records = {name: self.files.get(name) for name in names}
         return all(records.values()) and not file_problems(self.path, records, deep=True)
 
-    def sound_vectors(self) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The chunk and sentence vectors (memory-mapped), each only if its file still has its
-        recorded hash."""
-        found: list[np.ndarray | None] = []
-        names = [VECTORS, SENTENCE_FILES["vectors"]]
-        if not (self.path / names[1]).exists() and (self.path / OLD_SENTENCES).exists():
-            names[1] = OLD_SENTENCES
-        for name in names:
-            vectors = None
-            if self.sound(name):
-                with contextlib.suppress(*_NUMPY_FAILURES):
-                    if name == OLD_SENTENCES:
-                        with np.load(self.path / name) as data:
-                            vectors = data["vectors"]
-                    else:
-                        vectors = np.load(self.path / name, mmap_mode="r")
-            found.append(vectors)
-        return found[0], found[1]
+    def sound_vectors(self) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+        """The chunk vectors, and the sentence vector table with each sentence's row in it
+        (memory-mapped), each only if its files still have their recorded hashes."""
+        vectors = sentences = None
+        with contextlib.suppress(*_NUMPY_FAILURES):
+            if self.sound(VECTORS):
+                vectors = np.load(self.path / VECTORS, mmap_mode="r")
+        with contextlib.suppress(*_NUMPY_FAILURES):
+            names = SENTENCE_FILES["table"], SENTENCE_FILES["rows"]
+            if self.sound(*names):
+                table, rows = (np.load(self.path / name, mmap_mode="r") for name in names)
+                sentences = table, rows
+            elif self.sound(OLD_SENTENCES):
+                with np.load(self.path / OLD_SENTENCES) as data:
+                    table = data["vectors"]
+                sentences = table, np.arange(len(table))
+        return vectors, sentences
 
     @property
     def collection(self) -> Collection:
@@ -412,8 +376,8 @@ class Generation:
             sims = self.similarities(vector)
             rows = np.argsort(-sims, kind="stable")
             if doc_ids:
-                wanted = set(doc_ids)
-                rows = rows[[self.chunks[i].doc_id in wanted for i in rows.tolist()]]
+                codes = [i for i, d in enumerate(self.table.doc_ids) if d in set(doc_ids)]
+                rows = rows[np.isin(self.table.doc[rows], codes)]
             return [(self.chunks[i].chunk_id, s)
                     for i, s in zip(rows.tolist(), sims[rows].tolist(), strict=True)]
         collection = self.collection

@@ -37,6 +37,7 @@ from .lexical import Counts, LexicalIndex
 from .ranking import DEPTH as RANKED
 from .ranking import Adapter, Calibration
 from .store import Generation
+from .tables import ALIGN
 from .text import sentence_spans, tokenize
 from .tuning import Tuning
 from .types import Chunk, Document, Passage
@@ -187,7 +188,8 @@ class Ranking:
     sentence_sims: np.ndarray | None
     """Sentence cosine similarities to the query's own vector (not the adapted one: the
     answerers' thresholds are set on plain cosines), one per sentence of the generation; with
-    the fitted adapter in use, only the sentences of ``chunks`` are computed (NaN elsewhere)."""
+    the fitted adapter in use, only those of the sentences of ``chunks`` (and a few more) are
+    computed, NaN elsewhere."""
 
 
 QUERY_CACHE = 512
@@ -217,16 +219,14 @@ class Retriever:
         self.generation = generation
         self.embedder = embedder
         self.documents = documents
-        self.chunks: list[Chunk] = generation.chunks
+        self.chunks: Sequence[Chunk] = generation.chunks
         self.fusion = fusion
         self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
         self.mention_boost = mention_boost
         self.depth = depth
         self._row: dict[str, int] | None = None  # chunk id -> row, for a Chroma server's answers
-        codes: dict[str, int] = {}
-        self._doc_code = np.array([codes.setdefault(c.doc_id, len(codes)) for c in self.chunks],
-                                  dtype=np.int32)
-        self._codes = codes
+        self._doc_code = generation.table.doc  # each chunk's document, as a code
+        self._codes = {d: i for i, d in enumerate(generation.table.doc_ids)}
         self.sentences = generation.sentences()
         self._sentence_order: np.ndarray | None = None
         self._sentence_bounds = np.zeros(len(self.chunks) + 1, dtype=np.int64)
@@ -318,9 +318,10 @@ class Retriever:
         dense = self._dense(vector, doc_ids)
         best_sentence = None
         sentence_sims = None
-        if self.sentences is not None and len(self.sentences.vectors):
+        if self.sentences is not None and len(self.sentences.rows):
             best_sentence = np.full(n, -1.0, dtype=np.float32)
-            sentence_sims = self.sentences.vectors @ np.asarray(vector, dtype=np.float32)
+            table = self.sentences.table @ np.asarray(vector, dtype=np.float32)
+            sentence_sims = table[self.sentences.rows]  # each distinct sentence computed once
             np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
         return Signals(bm25, dense, best_sentence, mask), sentence_sims
 
@@ -332,24 +333,25 @@ class Retriever:
         return self._sentence_order[a:b]
 
     def _sims_of(self, vector: np.ndarray, chunks: np.ndarray) -> np.ndarray | None:
-        """Sentence similarities to ``vector`` for the sentences of ``chunks`` (NaN elsewhere).
+        """Sentence similarities to ``vector``, computed for the sentences of ``chunks`` (and
+        any sharing their vectors' blocks; NaN elsewhere).
 
-        Computed over whole aligned blocks of 64 rows: BLAS's matrix-vector kernels work on
-        blocks of rows, so each value equals, bit for bit, what a product over every sentence
-        gives (checked by a test), for the few blocks a search returns.
+        The product runs over the aligned blocks of 64 table rows that hold those sentences'
+        vectors: each value equals, bit for bit, what the product over the whole table gives
+        (``tables.ALIGN``; checked by a test).
         """
         if self.sentences is None:
             return None
-        vectors = self.sentences.vectors
-        out = np.full(len(vectors), np.nan, dtype=np.float32)
+        table, sentence_rows = self.sentences.table, self.sentences.rows
+        out = np.full(len(table), np.nan, dtype=np.float32)
         rows = [self._sentence_rows(int(i)) for i in chunks]
-        if not rows:
-            return out
-        blocks = np.unique(np.concatenate(rows) // 64)
-        q = np.asarray(vector, dtype=np.float32)
-        for b in blocks.tolist():
-            out[64 * b : 64 * b + 64] = vectors[64 * b : 64 * b + 64] @ q
-        return out
+        if rows:
+            q = np.asarray(vector, dtype=np.float32)
+            needed = np.asarray(sentence_rows[np.concatenate(rows)])
+            for b in np.unique(needed // ALIGN).tolist():
+                out[ALIGN * b : ALIGN * (b + 1)] = table[ALIGN * b : ALIGN * (b + 1)] @ q
+        sims: np.ndarray = out[sentence_rows]
+        return sims
 
     def rank(
         self,

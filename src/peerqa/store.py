@@ -32,7 +32,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.request import pathname2url
@@ -43,11 +42,9 @@ from .errors import IndexDamagedError, IndexLockedError, IndexNotFoundError, Sto
 from .generation import (
     COLLECTION_PREFIX,
     KEYS,
-    SENTENCE_FILES,
     VECTORS,
     ChromaLocation,
     Generation,
-    SentenceVectors,
     chroma_version,
     close_client,
     fatal,
@@ -56,6 +53,7 @@ from .generation import (
 )
 from .lexical import COUNTS_FILE, LEXICAL_DIR, Bm25Index, Counts
 from .records import MANIFEST, NATIVE_LOADED, file_problems, file_records
+from .tables import CHUNKS, TABLE, ChunkTable, SentenceVectors, chunk_lines
 from .types import Chunk
 
 if TYPE_CHECKING:
@@ -259,15 +257,12 @@ class IndexStore:
         manifest = {**manifest, "format": FORMAT_VERSION, "generation": name,
                     "collection": COLLECTION_PREFIX + name, "n_chunks": len(chunks),
                     "chromadb": chroma_version(), "created": time.time()}
-        lines = "".join(json.dumps(asdict(c), ensure_ascii=False) + "\n" for c in chunks)
-        _fsync_write(path / "chunks.jsonl", lines.encode("utf-8"))
+        lines = chunk_lines(chunks)
+        _fsync_write(path / CHUNKS, lines)
+        ChunkTable.of(chunks, lines).save(path / TABLE)
         _save_array(path / VECTORS, np.asarray(vectors, dtype=np.float32))
         if sentences is not None:
-            arrays = {"chunk": sentences.chunk.astype(np.int32),
-                      "spans": sentences.spans.astype(np.int32).reshape(-1, 2),
-                      "vectors": sentences.vectors.astype(np.float32)}
-            for part, file_name in SENTENCE_FILES.items():
-                _save_array(path / file_name, arrays[part])
+            sentences.save(path)
         if lexical is not None:
             lexical.save(path / LEXICAL_DIR)
             _fsync_dir(path / LEXICAL_DIR)
@@ -465,16 +460,17 @@ def _changes(
     """What turns ``base``'s collection into one of ``chunks``: the ids to delete (gone, or
     with another text, metadata or vector) and the rows to add."""
     old_vectors = base.vectors()
-    if len(old_vectors) != len(base.chunks):
+    old_chunks = list(base.chunks)
+    if len(old_vectors) != len(old_chunks):
         raise StoreError("the earlier generation's vectors and chunks differ in number")
-    old_row = {c.chunk_id: j for j, c in enumerate(base.chunks)}
+    old_row = {c.chunk_id: j for j, c in enumerate(old_chunks)}
     pairs = [(i, old_row[c.chunk_id]) for i, c in enumerate(chunks)
-             if c.chunk_id in old_row and base.chunks[old_row[c.chunk_id]] == c
+             if c.chunk_id in old_row and old_chunks[old_row[c.chunk_id]] == c
              and metadatas[i] == chunk_metadata(c)]
     new, old = (np.array(side, dtype=np.int64) for side in zip(*pairs, strict=True)) \
         if pairs else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     same = (np.asarray(vectors)[new] == old_vectors[old]).all(axis=1)
     kept = set(new[same].tolist())
     kept_ids = {chunks[i].chunk_id for i in kept}
-    stale = [c.chunk_id for c in base.chunks if c.chunk_id not in kept_ids]
+    stale = [c.chunk_id for c in old_chunks if c.chunk_id not in kept_ids]
     return stale, [i for i in range(len(chunks)) if i not in kept]
