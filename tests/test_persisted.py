@@ -14,12 +14,13 @@ import bm25s
 import numpy as np
 import pytest
 
-from peerqa import Assistant
+from peerqa import Assistant, chunking
 from peerqa.evaluation.gold import default_gold_path, load_gold
 from peerqa.lexical import Counts
 from peerqa.records import file_records
 from peerqa.retrieval import Hit, Retriever, Signals, Vocabulary, _order, top
 from peerqa.store import IndexStore
+from peerqa.tables import ChunkList
 from peerqa.text import sentence_spans, tokenize
 from tests.helpers import TINY, FakeEmbedder
 
@@ -138,6 +139,16 @@ def test_search__equals_the_unpersisted_path_on_the_bundled_corpus(assistant):
     _same_searches(r, questions)
 
 
+def test_opening__parses_no_chunk_until_a_search_returns_it(tiny_fake):
+    opened = Assistant(corpus_dir=tiny_fake.settings.corpus_dir,
+                       index_dir=tiny_fake.settings.index_dir, embedder=FakeEmbedder())
+    chunks = opened.retriever.chunks
+    assert isinstance(chunks, ChunkList) and chunks._parsed == {}
+    hit = opened.search(QUERIES[0], 1)[0]
+    assert [c.chunk_id for c in chunks._parsed.values()] == [hit.chunk_id]
+    assert list(chunks) == list(tiny_fake.store.open().chunks) == tiny_fake.chunks
+
+
 def test_top__equals_a_full_stable_sort_with_ties():
     rng = np.random.default_rng(5)
     for _ in range(200):
@@ -164,16 +175,23 @@ Handover notes record what was agreed, so the day team can follow it up.
 """
 
 
-def test_adding_a_document__embeds_only_its_texts_and_edits_a_copy_of_the_collection(tmp_path):
+def test_adding_a_document__embeds_only_its_texts_and_edits_a_copy_of_the_collection(
+    tmp_path, monkeypatch
+):
     corpus, index = _corpus(tmp_path), tmp_path / "index"
     first = Assistant(corpus_dir=corpus, index_dir=index, embedder=FakeEmbedder())
     first.index()
     before = first.store.open()
     (corpus / "night-shifts.md").write_text(NEW_DOCUMENT, encoding="utf-8")
 
+    chunked: list[str] = []
+    real = chunking.chunk_document
+    monkeypatch.setattr(chunking, "chunk_document",
+                        lambda doc, **kw: chunked.append(doc.doc_id) or real(doc, **kw))
     embedder = FakeEmbedder()
     a = Assistant(corpus_dir=corpus, index_dir=index, embedder=embedder)
     assert a.index().built
+    assert chunked == ["night-shifts"]  # the unchanged documents keep their chunks
     gen = a.store.open()
     new_chunks = [c for c in gen.chunks if c.doc_id == "night-shifts"]
     new_sentences = [row for row, chunk in enumerate(gen.sentences().chunk.tolist())
