@@ -86,7 +86,7 @@ def _hit() -> Hit:
 
 
 def test_selection__drops_near_duplicates_and_sentences_sharing_no_word():
-    vocab = Vocabulary({"d": DOC}, [tokenize(TEXT), tokenize("other text entirely")])
+    vocab = Vocabulary.from_tokens({"d": DOC}, [tokenize(TEXT), tokenize("other text entirely")])
     terms = question_terms("How often should peer workers get supervision?", None, vocab)
     answer = extractive_answer("How often should peer workers get supervision?", [_hit()],
                                terms, vocab, **LIMITS)

@@ -188,7 +188,7 @@ class Assistant:
     @property
     def chunks(self) -> list[Chunk]:
         """The indexed passages of the live index, in corpus order."""
-        return self.retriever.chunks
+        return list(self.retriever.chunks)
 
     def expected_manifest(self) -> dict[str, Any]:
         """What the index must have been built from to be reused as it is."""
