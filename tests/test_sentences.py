@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from peerqa.answer.sentences import aims_allowed, flaws, list_items, quotable, quote_problems
+from peerqa.answer.sentences import aims_allowed, flaws
+from peerqa.answer.units import list_items, quotable, quote_problems
 from peerqa.text import sentence_spans
 
 
@@ -102,3 +103,39 @@ def test_quote_problems__counts_flawed_quotes_and_accepts_a_list_with_its_items(
     assert set(found) == {heading, these}
     assert "heading" in found[heading] and "needs_previous" in found[these]
     assert quote_problems(text, [intro]) == [(intro, frozenset({"list_without_items"}))]
+
+
+def test_quotable__an_item_of_a_list_without_full_stops_is_quoted_as_a_bullet():
+    text = ("These include:\n\n"
+            "\t\tWorking one-to-one with people\n\n"
+            "\t\tSupporting people through transitions such as from hospital to home\n\n"
+            "\t\tBeing part of social prescribing initiatives that help people\n\n"
+            "Some roles combine several of these.")
+    spans = sentence_spans(text)
+    i = next(n for n, (a, _) in enumerate(spans) if text.startswith("Supporting", a))
+    unit = quotable(text, 0, spans, i)
+    assert unit is not None and unit.item
+    assert text[unit.start : unit.end].startswith("Supporting people through transitions")
+    assert quote_problems(text, [(unit.start, unit.end)]) == []
+    # Read in a passage that starts at the item, the document shows the list around it.
+    start = text.index("Supporting")
+    passage = text[start : text.index("\n\n", start)]
+    alone = quotable(passage, start, [(start, start + len(passage))], 0)
+    assert alone is None  # without the document, a lone line without a full stop is a heading
+    assert quotable(passage, start, [(start, start + len(passage))], 0, document=text)
+    # A heading between paragraphs is still never quoted.
+    headed = "Main findings about the pilot sites\n\nThe pilot helped many people recover."
+    assert _units(headed)[0] is None
+    assert quote_problems(headed, [(0, len("Main findings about the pilot sites"))])
+
+
+def test_quotable__a_bulleted_item_broken_over_two_lines_is_quoted_whole():
+    text = ("- A clearly identified national champion for peer support (the network provides "
+            "a national\n\nlead for peer support developments and this role should be "
+            "reinforced).\n- National facilitation of networks and learning sets.")
+    spans = sentence_spans(text)
+    unit = quotable(text, 0, spans, 0)
+    assert unit is not None and unit.item
+    assert text[unit.start : unit.end].endswith("should be reinforced).")
+    assert _units(text)[1] is None  # the rest alone is a fragment
+    assert quote_problems(text, [(unit.start, unit.end)]) == []
