@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from peerqa.answer.sentences import aims_allowed, flaws
+from peerqa.answer.sentences import aims_allowed, flaws, methods_allowed
 from peerqa.answer.units import list_items, quotable, quote_problems
 from peerqa.text import sentence_spans
 
@@ -28,7 +28,9 @@ def test_flaws__headings_contents_boilerplate_references_and_questions_are_never
     assert "contents" in _hard("Key publications – the big picture ..... 3")
     assert "boilerplate" in _hard("Copyright 2023 The Authors and the publishers of this work.")
     assert "boilerplate" in _hard("[Peer support roles in mental health](#) May 2016, Iriss")
-    assert "boilerplate" in _hard("Design/methodology/approach: First person narrative account.")
+    assert "boilerplate" in _hard("Practical implications: Managers may find this useful.")
+    assert "boilerplate" in _hard("More information about Peer Support Workers is also "
+                                  "available on the [HEE website](#).")
     assert "reference" in _hard("Pitt, V., Lowe, D. (2013). Consumer-providers of care. Cochrane"
                                 " Database of Systematic Reviews, 3(2), 1-20.")
     assert "question" in _hard("What do we know about peer workers in community teams?")
@@ -43,6 +45,34 @@ def test_flaws__an_article_aim_is_quoted_only_when_the_question_asks_about_the_r
     assert aims_allowed("Has anyone studied peer workers on wards?")
     assert aims_allowed("What was the review set up to find out?")
     assert not aims_allowed("What do inpatients think of having a peer worker on the ward?")
+
+
+def test_flaws__a_study_s_method_is_quoted_only_when_the_question_asks_how_it_was_done():
+    method = "DESIGN Data were gathered through a cross-sectional survey distributed online."
+    assert "method" in _hard(method)
+    spans = sentence_spans(method)
+    assert quotable(method, 0, spans, 0) is None
+    assert quotable(method, 0, spans, 0, allow_methods=True) is not None
+    assert methods_allowed("How did they gather their data?")
+    assert methods_allowed("How big was the survey?")
+    assert not methods_allowed("What do peer workers find hardest in the job?")
+    assert "aim" in _hard("This paper addresses a lack of research on risk in the peer role.")
+
+
+def test_quotable__a_sentence_pointing_at_what_follows_brings_it_or_is_not_quoted():
+    text = ("The following definitions capture the essence of peer support in services.\n\n"
+            "‘Peer support is mutual help between people with similar experiences’ (Gartner, "
+            "1982).\n\n‘… a system of giving and receiving help founded on respect’ (Mead, "
+            "2001).")
+    spans = sentence_spans(text)
+    unit = quotable(text, 0, spans, 0)
+    assert unit is not None and len(unit.items) == 2
+    assert text[unit.items[0][0] : unit.items[0][1]].startswith("‘Peer support is mutual")
+    alone = "The following definitions capture the essence of peer support in services."
+    assert _units(alone) == [None]
+    found = dict(quote_problems(text, [spans[0]]))
+    assert found[spans[0]] == frozenset({"list_without_items"})
+    assert quote_problems(text, list(unit.spans)) == []
 
 
 def test_quotable__a_fragment_that_starts_mid_thought_is_not_quoted():

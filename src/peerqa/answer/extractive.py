@@ -40,7 +40,14 @@ from .gaps import FRAME
 from .meaning import Meaning
 from .outcome import abstention
 from .question import QuestionTerms, holds_type, is_list_question, named_documents
-from .sentences import ASKS_ABOUT_SOURCE, ASKS_PURPOSE, aims_allowed, flaws, split_labels
+from .sentences import (
+    ASKS_ABOUT_SOURCE,
+    ASKS_PURPOSE,
+    aims_allowed,
+    flaws,
+    methods_allowed,
+    split_labels,
+)
 from .shape import Quote, compose
 from .units import Quotable, quotable
 
@@ -93,6 +100,7 @@ def candidates(
     keep_header: bool = False,
     purpose: bool = False,
     texts: Mapping[str, str] | None = None,
+    allow_methods: bool = False,
 ) -> list[Candidate]:
     """Every quotable unit of the hits, scored by coverage, meaning and passage rank."""
     out: list[Candidate] = []
@@ -107,7 +115,8 @@ def candidates(
         spans = [(a, b) for a, b, _ in pieces]
         for i, (_, _, sim) in enumerate(pieces):
             unit = quotable(p.text, p.start, spans, i, section=p.section, allow_aims=allow_aims,
-                            keep_header=keep_header, document=(texts or {}).get(p.doc_id))
+                            keep_header=keep_header, document=(texts or {}).get(p.doc_id),
+                            allow_methods=allow_methods)
             if unit is None:
                 continue
             text = p.text[unit.start - p.start : unit.last - p.start]
@@ -273,7 +282,8 @@ def choose(
     scoring = terms.without(naming_stems(question, vocabulary) | FRAME | framing)
     ranked = sorted(candidates(hits, scoring, allow_aims=allow_aims,
                                keep_header=bool(ASKS_ABOUT_SOURCE.search(question)),
-                               purpose=purpose is not None, texts=texts),
+                               purpose=purpose is not None, texts=texts,
+                               allow_methods=methods_allowed(question)),
                     key=lambda c: -c.score)
     limit = max_list_sentences if is_list_question(question) else max_sentences
     by_document: dict[str, list[Candidate]] = {}

@@ -46,13 +46,21 @@ _BOILERPLATE = re.compile(
     r"\b(?:abstract only|full text|copyright|all rights reserved|please acknowledge|"
     r"produced by the|document version|take down policy|research portal|open access|"
     r"share your feedback|publisher'?s pdf|version of record|isbn|doi:|"
-    r"help accessing articles|openathens|general rights|creative commons)\b|©|https?://|www\.",
+    r"help accessing articles|openathens|general rights|creative commons)\b|©|https?://|www\."
+    r"|\bmore information (?:\w+ ){0,6}(?:is|can be) (?:also )?(?:available|found)\b",
     re.I,
 )
-_METHODS_LABEL = re.compile(
-    r"^\**(?:design(?:/methodology/approach)?|methods?|methodology|setting|participants|"
-    r"originality/value|research limitations(?:/implications)?|practical implications|"
+_PAPER_LABEL = re.compile(
+    r"^\**(?:originality/value|research limitations(?:/implications)?|practical implications|"
     r"paper type|keywords?)\**(?:\s*[:.–-]|\s+(?=[A-Z]))",
+    re.I,
+)
+# How a study was done, under its abstract's label: "Methods: A national sample of 603
+# consumers ...", "DESIGN Data were gathered through a cross-sectional survey ...". Quoted
+# only when the question asks how the research was done.
+_METHODS_LABEL = re.compile(
+    r"^\**(?:design(?:/methodology/approach)?|methods?|methodology|setting|participants)\**"
+    r"(?:\s*[:.–-]|\s+(?=[A-Z]))",
     re.I,
 )
 # An article stating its own aim: "The purpose of this paper is to ...", "This study explored".
@@ -64,6 +72,7 @@ _AIM = re.compile(
     r"(?:aims?|aimed|seeks?|sought|sets? out|set out|describes?|described|explores?|explored|"
     r"examines?|examined|reports?|reported|presents?|considers?|considered|outlines?|discusses?|"
     r"investigates?|investigated|looks? at|looked at|provides?|offers?|reflects?|focus(?:es|ed)?"
+    r"|address(?:es|ed)?|summari[sz]es|summari[sz]ed|draws? on|brings? together"
     r"|is\s+(?:about|to)|was\s+to)\b"
     r"|to\s+(?:understand|explore|examine|investigate|identify|describe|assess|evaluate)\b"
     r"|(?:we|the authors?)\s+(?:aimed|set out|sought|explored|examined|describe)\b"
@@ -78,6 +87,13 @@ _CONTENTS = re.compile(
     r"|\b(?:the|this|following|next|later|each)\s+(?:sections?|chapters?|headings?|parts?)\s+"
     r"(?:below|that follow|of this|describes?|presents?|sets? out|looks?|considers?|summari[sz]es?)"
     r"|\bclosing on\b|\.{4,}|…{2,}",
+    re.I,
+)
+# A sentence pointing at what follows it: "The following definitions capture the essence of
+# peer support." It brings what follows or is not quoted.
+_FORWARD = re.compile(
+    r"\b(?:the following|as follows|(?:listed|set out|described|shown|summari[sz]ed|outlined|"
+    r"given) below|below are)\b",
     re.I,
 )
 # A reference-list entry: "Pitt, V., Lowe, D. (2013). Title. Journal, 3(2)" or "Author et al."
@@ -130,6 +146,23 @@ def aims_allowed(question: str) -> bool:
     """Whether an article's statement of its aim may answer the question: it asks about the
     research itself or what a study set out to do."""
     return bool(ASKS_ABOUT_RESEARCH.search(question) or ASKS_PURPOSE.search(question))
+ASKS_METHOD = re.compile(
+    r"\b(?:how (?:was|were|did|do|does|is|are)\b(?:\s+\S+){0,8}?\s+(?:research\w*|stud(?:y|ied)|"
+    r"done|carried out|conducted|gather\w*|collect\w*|measur\w*|evaluat\w*|assess\w*|"
+    r"survey\w*|interview\w*|select\w*|recruit\w*|sampl\w*|analys\w*|look\w*|go about)|"
+    r"how big|how large|what size|methods?|methodology|study design|sample size|"
+    r"participants|who took part|data)\b",
+    re.I,
+)
+"""A question about how a study was done, which its abstract's methods answer."""
+
+
+def methods_allowed(question: str) -> bool:
+    """Whether a study's "Methods:" sentence may answer the question: it asks how the research
+    was done."""
+    return bool(ASKS_METHOD.search(question))
+
+
 ASKS_ABOUT_SOURCE = re.compile(
     r"\b(?:when (?:did|was|were|is|does)|what year|which year|what date|who (?:wrote|published|"
     r"produced|authored|commissioned|funded|carried out)|reference|cite|published|publication|"
@@ -210,13 +243,17 @@ class Flaws:
     """Why a sentence cannot be quoted alone (empty when it can), and what it needs."""
 
     hard: frozenset[str]
-    """Never quoted: heading, contents, question, boilerplate, reference, fragment, aim, marker."""
+    """Never quoted: heading, contents, question, boilerplate, reference, fragment, marker; an
+    aim or a method only when the question asks about the research."""
     needs_previous: bool = False
     list_intro: bool = False
+    forward: bool = False
+    """It points at what follows ("The following definitions ..."), which must come with it."""
 
     @property
     def clean(self) -> bool:
-        return not self.hard and not self.needs_previous and not self.list_intro
+        return not self.hard and not self.needs_previous and not self.list_intro \
+            and not self.forward
 
 
 def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = False) -> Flaws:
@@ -237,8 +274,10 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     if body.endswith("?"):
         hard.add("question")
     if (LINK_TITLE.match(sentence) and not keep_header) or _BOILERPLATE.search(body) \
-            or _METHODS_LABEL.match(body):
+            or _PAPER_LABEL.match(body):
         hard.add("boilerplate")
+    if _METHODS_LABEL.match(body):
+        hard.add("method")
     if _CONTENTS.search(body):
         hard.add("contents")
     if MARKER.search(body):
@@ -258,6 +297,7 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     if _AIM.match(body):
         hard.add("aim")
     return Flaws(frozenset(hard), needs_previous=bool(_CONNECTIVE.match(body)),
-                 list_intro=list_intro)
+                 list_intro=list_intro,
+                 forward=not list_intro and bool(_FORWARD.search(body)))
 
 

@@ -26,6 +26,7 @@ from .sentences import (
     content_start,
     flaws,
     line_bounds,
+    methods_allowed,
     terminal,
     whole_line,
 )
@@ -156,6 +157,7 @@ def quotable(
     allow_aims: bool = False,
     keep_header: bool = False,
     document: str | None = None,
+    allow_methods: bool = False,
 ) -> Quotable | None:
     """The unit to quote for sentence ``i`` of a passage, or None when it cannot be quoted.
 
@@ -166,7 +168,7 @@ def quotable(
     a, b = spans[i][0] - offset, spans[i][1] - offset
     keep_header = keep_header and bool(LINK_TITLE.match(text, a, b))
     found = flaws(text, a, b, section=section, keep_header=keep_header)
-    hard = found.hard - ({"aim"} if allow_aims else set())
+    hard = found.hard - _allowed(allow_aims, allow_methods)
     if hard and hard <= {"heading", "fragment"}:
         whole, at = (document, offset) if document is not None else (text, 0)
         item = _broken_item(text, spans, i, offset)
@@ -212,7 +214,27 @@ def quotable(
             return None
         return Quotable(offset + first, offset + b,
                         tuple((offset + x, offset + y) for x, y in items))
+    if found.forward:
+        # "The following definitions capture ...": what follows comes with it, or it is not
+        # quoted.
+        following = []
+        for na, nb in spans[i + 1 : i + 1 + FOLLOWING]:
+            after = flaws(text, na - offset, nb - offset, section=section)
+            if after.hard or after.needs_previous or after.list_intro or after.forward:
+                break
+            following.append((offset + content_start(text, na - offset, nb - offset), nb))
+        if not following:
+            return None
+        return Quotable(offset + first, offset + b, tuple(following))
     return Quotable(offset + first, offset + b)
+
+
+FOLLOWING = 2
+"""Sentences a sentence pointing at what follows brings with it."""
+
+
+def _allowed(aims: bool, methods: bool) -> set[str]:
+    return ({"aim"} if aims else set()) | ({"method"} if methods else set())
 
 
 def _broken_item(
@@ -240,7 +262,7 @@ def quote_problems(
     """What is wrong with each quoted span of a document (``text``), as the evaluation counts
     it: the hard flaws, "needs_previous" (a connective quoted without its sentence) and
     "list_without_items". A span that is an item of a quoted list introduction is fine."""
-    allow_aims = aims_allowed(question)
+    allowed = _allowed(aims_allowed(question), methods_allowed(question))
     keep_header = bool(ASKS_ABOUT_SOURCE.search(question))
     ordered = sorted(set(spans))
     items: set[tuple[int, int]] = set()
@@ -253,7 +275,7 @@ def quote_problems(
             continue
         found = flaws(text, a, b, section=section,
                       keep_header=keep_header and bool(LINK_TITLE.match(text, a, b)))
-        problems = set(found.hard - ({"aim"} if allow_aims else set()))
+        problems = set(found.hard - allowed)
         if problems and problems <= {"heading", "fragment"} and (
             list_item(text, a, b) or _broken_item(text, [(a, b), *_next_span(text, b)], 0, 0)
         ):
@@ -268,6 +290,9 @@ def quote_problems(
             problems.add("needs_previous")
         if found.list_intro and not set(list_items(text, b)) & set(ordered):
             problems.add("list_without_items")
+        if found.forward and not any(b <= x and not text[b:x].strip(" \t\n*_‘“'\"")
+                                     for x, _ in ordered):
+            problems.add("list_without_items")  # "the following ..." without what follows
         if problems:
             out.append(((a, b), frozenset(problems)))
     return out
