@@ -169,3 +169,27 @@ def test_quotable__a_bulleted_item_broken_over_two_lines_is_quoted_whole():
     assert text[unit.start : unit.end].endswith("should be reinforced).")
     assert _units(text)[1] is None  # the rest alone is a fragment
     assert quote_problems(text, [(unit.start, unit.end)]) == []
+
+
+def test_quotable__a_sentence_the_extraction_broke_off_is_not_quoted_from_its_middle():
+    text = ("The national workforce stocktake gave a detailed profile of all the staff employed "
+            "as Peer Support"
+            "\n\nWorkers employed within NHS mental health services and the associated delivery "
+            "context, including their pay and their grades.")
+    spans = sentence_spans(text)
+    second = next(i for i, (a, _) in enumerate(spans) if text.startswith("Workers", a))
+    assert "fragment" in flaws(text, *spans[second]).hard
+    assert quotable(text, 0, spans, second) is None
+    # A passage that starts there: its document shows the broken line before it.
+    start = spans[second][0]
+    passage = text[start:]
+    inner = [(a, b) for a, b in spans if a >= start]
+    assert quotable(passage, start, inner, 0) is not None
+    assert quotable(passage, start, inner, 0, document=text) is None
+
+
+def test_list_items__a_link_among_the_items_is_not_quoted_with_them():
+    text = ("The full report can be read at:\n\n- <http://www.example.org/report>.\n\n"
+            "Peer workers were welcomed by most service users.")
+    assert list_items(text, text.index(":") + 1) == []
+    assert _units(text)[0] is None

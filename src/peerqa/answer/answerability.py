@@ -148,6 +148,10 @@ class Assessment:
     passage_coverage: tuple[float, float] = (1.0, 1.0)
     """Weighted share of the question the best three passages cover: together, and the best
     one alone (the ``min_coverage`` setting's check)."""
+    forms: tuple[str, ...] = ()
+    """Words of the question the corpus never uses as asked but does in another form
+    ("disclosing": "disclosure"); the missing line says the passages found lack them, not the
+    documents."""
     heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """For each figure of a thing asked for (pay, papers), the words naming the thing that
     carry most of the question ("salary" of "starting salary"; ``focus.heads``)."""
@@ -337,6 +341,8 @@ def assess(
         focus=focus,
         relevance=max((e.relevance for e in evidence), default=0.0),
         unknown_names=tuple(unknown_names(question, vocabulary, phrases)),
+        forms=tuple(t.word for t in specific if not t.known and phrases is not None
+                    and _stem_of(t.word) in phrases),
         named=tuple(named),
         named_relevance={d: max((e.relevance for e in named_evidence.get(d, ())), default=0.0)
                          for d in named},
@@ -410,7 +416,8 @@ def decide(
         named = [*a.unknown_names, *(term.word for term in focal)] or \
             [term.word for term in unknown] or \
             [term.word for term in unmatched if term.stem not in said]
-        unused = [w for w in named if w in a.unknown_names or not _known(w, terms)]
+        unused = [w for w in named if w in a.unknown_names
+                  or not (_known(w, terms) or w in a.forms)]
         lacking = [w for w in named if w not in unused]
         if unused:
             gaps.append(f"say nothing about {join(unused, 'or')}")
@@ -435,6 +442,11 @@ def decide(
         return Verdict("not_covered", missing)
     focus = [w for k in wanting for w in a.heads.get(k, ())]
     return Verdict("partial", missing, topic, silent, tuple(dict.fromkeys(focus)))
+
+
+def _stem_of(word: str) -> str:
+    """The start a word's forms share ("disclos" of "disclosing"), for a look-up in the text."""
+    return word.lower()[: max(5, len(word) - 3)]
 
 
 def _known(word: str, terms: Sequence[Term]) -> bool:

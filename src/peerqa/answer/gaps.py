@@ -18,7 +18,7 @@ FRAME = frozenset(tokenize(
     "get got make made find found give given recommend recommended suggest suggested mean "
     "kind type good best main key important different difference differ compare compared "
     "agree disagree both same thing things say said according besides apart overall ok okay "
-    "tell whether"
+    "tell whether happen happened happens happening"
 ))
 OF_A_THING = frozenset({"money", "band", "percentage", "count"})
 """Answer types that are a figure of something (pay, papers, a band), not a length of time, a

@@ -42,7 +42,7 @@ _INNER_LABEL = re.compile(
 )
 LINK_TITLE = re.compile(r"^\*{0,2}\[[^\]]+\]\([^)]*\)")
 _TERMINAL = re.compile(r"[.!?…](?:[\"'”’)\]*_]|\s*\*+)*$")
-_BOILERPLATE = re.compile(
+BOILERPLATE = re.compile(
     r"\b(?:abstract only|full text|copyright|all rights reserved|please acknowledge|"
     r"produced by the|document version|take down policy|research portal|open access|"
     r"share your feedback|publisher'?s pdf|version of record|isbn|doi:|"
@@ -219,6 +219,26 @@ def _header_line(line: str) -> bool:
                            or (not terminal(line) and len(line.split()) <= 12))
 
 
+_CAPITALISED_END = re.compile(r"\b[A-Z][\w'’-]*\s*$")
+
+
+def continues(text: str, a: int) -> bool:
+    """Whether the sentence at ``a`` continues a line the text's extraction broke off: the
+    line before is long, ends without punctuation on a capitalised word, and this one starts on
+    one ("... a detailed profile of Peer Support" + "Workers employed within NHS ...")."""
+    head = text[:a].rstrip()
+    if "\n" not in text[len(head) : a] or not head:
+        return False
+    line = head[head.rfind("\n") + 1 :]
+    return len(line.split()) >= CONTINUED_WORDS and not terminal(line) \
+        and not LINK_TITLE.match(line.strip()) and not HEADING_MARK.match(line.lstrip()) \
+        and bool(_CAPITALISED_END.search(line)) and text[a:a + 1].isupper()
+
+
+CONTINUED_WORDS = 15
+"""A line at least this long that stops without punctuation was broken mid-sentence."""
+
+
 def content_start(text: str, a: int, b: int, *, keep_header: bool = False) -> int:
     """Where a sentence's words start: after an entry's header lines (unless ``keep_header``),
     a bullet, a heading's hashes or an abstract label."""
@@ -273,7 +293,7 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
         hard.add("reference")
     if body.endswith("?"):
         hard.add("question")
-    if (LINK_TITLE.match(sentence) and not keep_header) or _BOILERPLATE.search(body) \
+    if (LINK_TITLE.match(sentence) and not keep_header) or BOILERPLATE.search(body) \
             or _PAPER_LABEL.match(body):
         hard.add("boilerplate")
     if _METHODS_LABEL.match(body):
@@ -292,7 +312,7 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     ) or (last_section and body.lower() == last_section):
         hard.add("heading")
     elif not ends or not (body[0].isupper() or body[0].isdigit() or body[0] in "[\"'‘“(") \
-            or len(body.split()) < MIN_WORDS:
+            or len(body.split()) < MIN_WORDS or continues(text, a):
         hard.add("fragment")
     if _AIM.match(body):
         hard.add("aim")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from ..text import BULLET, HEADING_MARK, sentence_spans
 from .sentences import (
     ASKS_ABOUT_SOURCE,
+    BOILERPLATE,
     LINK_TITLE,
     MAX_ITEMS,
     MIN_WORDS,
@@ -24,6 +25,7 @@ from .sentences import (
     aims_allowed,
     clean,
     content_start,
+    continues,
     flaws,
     line_bounds,
     methods_allowed,
@@ -143,6 +145,8 @@ def list_items(text: str, b: int) -> list[tuple[int, int]]:
         if bulleted != bool(bullet) or (not bullet and terminal(line) and len(line.split()) > 12):
             break
         lead = bullet.end() if bullet else len(line) - len(line.lstrip())
+        if BOILERPLATE.search(line):
+            continue  # a link or a notice among the items is not quoted with them
         items.append((start + lead, start + len(line.rstrip())))
     return items
 
@@ -169,6 +173,8 @@ def quotable(
     keep_header = keep_header and bool(LINK_TITLE.match(text, a, b))
     found = flaws(text, a, b, section=section, keep_header=keep_header)
     hard = found.hard - _allowed(allow_aims, allow_methods)
+    if document is not None and a == 0 and continues(document, offset):
+        hard |= {"fragment"}  # the passage starts mid-sentence: its document shows it
     if hard and hard <= {"heading", "fragment"}:
         whole, at = (document, offset) if document is not None else (text, 0)
         item = _broken_item(text, spans, i, offset)
