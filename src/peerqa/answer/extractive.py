@@ -56,6 +56,7 @@ MIN_RELEVANCE = 0.2  # a sentence less relevant than this is never considered...
 RELATIVE = 0.5  # ...nor one scoring under this share of the best sentence's score
 NEW_PASSAGE = 0.6  # ...nor one of a passage not yet cited under this share
 SAME_SOURCE = 0.9  # a source's next quote counts this much less
+RANK_DECAY = 0.3  # how much less each later passage's sentences count
 PURPOSE_BONUS = 0.3  # a statement of aim, when the question asks what a study set out to do
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 _NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
@@ -106,7 +107,7 @@ def candidates(
     out: list[Candidate] = []
     for rank, hit in enumerate(hits):
         p = hit.passage
-        prior = 1.0 / (1.0 + 0.3 * rank)  # earlier passages are likelier to answer
+        prior = 1.0 / (1.0 + RANK_DECAY * rank)  # earlier passages are likelier to answer
         section_tokens = set(tokenize(p.section))
         # A reference list names sources; quoting it rarely answers anything.
         damp = 0.5 if p.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
