@@ -109,6 +109,19 @@ def test_missing__names_a_document_or_a_cost_in_plain_words(assistant):
     assert "give no figure for the cost" in cost.missing and "does it" not in cost.missing
 
 
+@pytest.mark.parametrize("question", [
+    "What is the capital of France?",  # "capital" shares a stem with "capitalize" in one entry
+    "Which team won the Bundesliga last season?",
+    "How do I renew my passport at the Lisbon consulate?",
+])
+def test_off_topic_question__resting_on_a_name_the_documents_never_use_is_not_covered(
+    assistant, question
+):
+    answer = assistant.ask(question)
+    assert answer.coverage == "not_covered" and answer.abstained
+    assert "never mention" in answer.missing
+
+
 def test_own_lines__are_not_quotes_and_never_count_as_unsupported(answers):
     for answer in answers.values():
         if answer.abstained:
