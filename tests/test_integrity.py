@@ -14,6 +14,7 @@ import pytest
 
 from peerqa import Assistant, StoreError
 from peerqa.errors import IndexDamagedError
+from peerqa.generation import Generation
 from peerqa.store import IndexStore
 from tests.helpers import DAMAGE_MODES, TINY, FakeEmbedder, damage
 
@@ -178,6 +179,21 @@ def test_generation_from_another_chromadb__rebuilt_from_stored_vectors_when_it_f
     assert a.retriever.generation.name != before
     assert embedder.built == []  # every vector came from the stored generation
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_check_without_probe__starts_no_chroma_for_a_sound_index_yet_finds_damage(
+    pristine, tmp_path, monkeypatch
+):
+    probed: list[str] = []
+    monkeypatch.setattr(Generation, "probe", lambda self: probed.append(self.name) or None)
+    index = _copy(pristine, tmp_path / "sound")
+    assert IndexStore(index).damage(probe=False) is None and probed == []
+    assert IndexStore(index).damage() is None and len(probed) == 1  # `peerqa index` probes
+    damage(_live(index) / "vectors.npy", "garble", seed=3)
+    assert "vectors.npy" in (IndexStore(index).damage(probe=False) or "")  # hashes still read
+    other = _copy(pristine, tmp_path / "other")
+    _resign(other, chromadb="0.6.3")  # written by another chromadb: probed even so
+    assert IndexStore(other).damage(probe=False) is None and len(probed) == 2
 
 
 def test_chroma_panic__is_kept_off_the_terminal_and_becomes_one_line(pristine, tmp_path, capfd):

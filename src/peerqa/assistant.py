@@ -197,10 +197,13 @@ class Assistant:
     def index_is_current(self) -> bool:
         return self.live.indexer().is_current()
 
-    def index(self, rebuild: bool = False, progress: Progress | None = None) -> IndexInfo:
+    def index(self, rebuild: bool = False, progress: Progress | None = None, *,
+              probe: bool = True) -> IndexInfo:
         """Build the index if the corpus, chunking or model changed, or it is damaged (or
-        ``rebuild``); else reuse it. A rebuild reuses every vector whose file is sound."""
-        return self.live.index(rebuild, progress)
+        ``rebuild``); else reuse it. A rebuild reuses every vector whose file is sound.
+        ``probe=False``: a current embedded index whose files all have their recorded hashes
+        is not probed through Chroma (what a one-shot command needs)."""
+        return self.live.index(rebuild, progress, probe=probe)
 
     @property
     def retriever(self) -> Retriever:

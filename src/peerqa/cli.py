@@ -78,11 +78,14 @@ def _assistant(args: argparse.Namespace) -> Assistant:
 
 
 def _ensure_index(
-    assistant: Assistant, args: argparse.Namespace, rebuild: bool = False
+    assistant: Assistant, args: argparse.Namespace, rebuild: bool = False, probe: bool = False
 ) -> IndexInfo:
+    # Every command checks every file's hash and SQLite's structure; `peerqa index` also asks
+    # Chroma a probe query, which the others leave out (starting Chroma would double a fresh
+    # `peerqa ask`).
     bar = ProgressBar(enabled=not args.quiet)
     try:
-        info = assistant.index(rebuild=rebuild, progress=bar)
+        info = assistant.index(rebuild=rebuild, progress=bar, probe=probe)
     finally:
         bar.close()
     if info.repaired:
@@ -101,7 +104,7 @@ def _doc_filter(value: str | None) -> list[str] | None:
 
 def cmd_index(args: argparse.Namespace) -> int:
     assistant = _assistant(args)
-    info = _ensure_index(assistant, args, rebuild=args.rebuild)
+    info = _ensure_index(assistant, args, rebuild=args.rebuild, probe=True)
     if args.json:
         print(json.dumps(asdict(info), indent=2))
     else:

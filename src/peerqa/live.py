@@ -80,15 +80,18 @@ class LiveIndex:
             chunk_target_words=s.chunk_target_words, chunk_max_words=s.chunk_max_words,
         )
 
-    def index(self, rebuild: bool = False, progress: Progress | None = None) -> IndexInfo:
+    def index(self, rebuild: bool = False, progress: Progress | None = None, *,
+              probe: bool = True) -> IndexInfo:
         """Build the index if the corpus, chunking or model changed, or it is damaged (or
-        ``rebuild``); else reuse it. A rebuild reuses every vector whose file is sound."""
+        ``rebuild``); else reuse it. A rebuild reuses every vector whose file is sound.
+        ``probe=False`` skips the probe query when the files alone show the index sound
+        (``Generation.verify``)."""
         t0 = time.perf_counter()
         with self._lock:
             indexer = self.indexer()
             damage = None
             if not rebuild and indexer.is_current():
-                damage = self.store.damage()  # hashes, SQLite's check, a probe query
+                damage = self.store.damage(probe)  # hashes, SQLite's check, a probe query
                 if damage is None:
                     return self._info(False, t0)
                 # Reported by the caller from IndexInfo.repaired (the CLI and the app print it).
@@ -97,7 +100,7 @@ class LiveIndex:
             with self.store.write_lock():
                 # Another process may have finished the same build while we waited to start.
                 if (not rebuild and damage is None and indexer.is_current()
-                        and self.store.damage() is None):
+                        and self.store.damage(probe) is None):
                     return self._info(False, t0)
                 indexer.build(progress)
             self._retriever = None

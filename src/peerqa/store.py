@@ -178,8 +178,9 @@ class IndexStore:
         assert pointer is not None
         return Generation(self._generations / name, self.location, pointer.get("manifest_sha256"))
 
-    def damage(self) -> str | None:
-        """What is wrong with the live generation, checked in depth; None when it is sound."""
+    def damage(self, probe: bool = True) -> str | None:
+        """What is wrong with the live generation, checked in depth (``Generation.verify``:
+        ``probe`` as there); None when it is sound."""
         try:
             generation = self.open()
         except IndexNotFoundError:
@@ -189,7 +190,7 @@ class IndexStore:
         except StoreError as e:
             return str(e)
         try:
-            problems = generation.verify(deep=True)
+            problems = generation.verify(deep=True, probe=probe)
         finally:
             generation.close()
         return "; ".join(problems[:3]) or None
