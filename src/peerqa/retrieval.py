@@ -9,8 +9,9 @@ searchable chunks and adds them with weights (0.25, 0.45, 0.3 by default); ``rrf
 weighted reciprocal ranks. On the gold set the standardised sum ranks the supporting passage
 higher, so it is the default. The dense signals search with the query vector passed through the
 fitted query adapter (``ranking.Adapter``), and each passage's ``relevance`` is its score put
-through the fitted calibration (``ranking.Calibration``); ``Retriever.rank`` is the one ranking
-that ``search`` and the fitters read.
+through the fitted calibration (``ranking.Calibration``); each chunk's fused score moves part of
+the way towards its section's best (``ranking.SectionPull``). ``Retriever.rank`` is the one
+ranking that ``search`` and the fitters read.
 
 ``Vocabulary`` answers what the answering side asks of the corpus (how rare a word is, whether
 the corpus uses it, which documents a text names), so that answerers never see the retriever.
@@ -32,7 +33,7 @@ import numpy as np
 from .chunking import indexed_text
 from .embeddings import Embedder
 from .ranking import DEPTH as RANKED
-from .ranking import Adapter, Calibration
+from .ranking import Adapter, Calibration, SectionPull, section_groups
 from .store import Generation
 from .text import sentence_spans, tokenize, words
 from .tuning import Tuning
@@ -225,6 +226,7 @@ class Retriever:
         self._bm25.index(corpus_tokens, show_progress=False)
         self._bm25_vocab = self._bm25.vocab_dict
         self._doc_of = np.array([c.doc_id for c in self.chunks])
+        self._section_of = section_groups([(c.doc_id, c.section) for c in self.chunks])
         self.vocabulary = Vocabulary(documents, corpus_tokens)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
@@ -234,12 +236,15 @@ class Retriever:
         self.tuning = tuning
         self.adapter = Adapter.from_section(tuning.section("adapter"), self.embedder.dim,
                                             self.documents.keys())
+        self.pull = SectionPull.from_section(tuning.section("section_pull"))
         self.calibration = Calibration.from_section(tuning.section("relevance"), self.scored_on)
 
     @property
     def scored_on(self) -> str:
-        """What the search's scores are, for the calibration: "fused" or "fused+adapter"."""
-        return "fused+adapter" if self.adapter is not None else "fused"
+        """What the search's scores are, for the calibration: "fused" or "fused+adapter", with
+        "+pull" when the section pull applies."""
+        on = "fused+adapter" if self.adapter is not None else "fused"
+        return f"{on}+pull" if self.pull.share else on
 
     def with_tuning(self, tuning: Tuning) -> Retriever:
         """The same index searched with other fitted parameters (shares every array)."""
@@ -310,7 +315,8 @@ class Retriever:
     ) -> Ranking:
         """The best ``RANKED`` chunks by fused score, best first.
 
-        Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost.
+        Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost;
+        then each chunk's score moves towards its section's best (the fitted section pull).
         ``query_vector`` is the embedder's vector of the query when the caller already has it;
         the fitted adapter, if any, is applied to it either way.
         """
@@ -325,6 +331,7 @@ class Retriever:
         if mentioned and self.mention_boost:
             unit = MENTION_SCALE[self.fusion](self.weights)
             fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
+        fused = self.pull.apply(fused, self._section_of)
         chunks = _order(fused, np.flatnonzero(signals.mask))[:RANKED]
         return Ranking(chunks, fused[chunks].astype(np.float64), sims)
 
