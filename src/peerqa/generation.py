@@ -187,6 +187,19 @@ class SentenceVectors:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenVectors:
+    """The contextual vector of each content token of every chunk (late interaction): rows of
+    one chunk are contiguous, ``start[i]:start[i + 1]``."""
+
+    start: np.ndarray  # (chunks + 1,) int64, where each chunk's rows begin
+    vectors: np.ndarray  # (n, dim) float16, L2-normalised (to float16's precision)
+
+    def owner(self) -> np.ndarray:
+        """The chunk index of every row."""
+        return np.repeat(np.arange(len(self.start) - 1), np.diff(self.start))
+
+
+@dataclass(frozen=True, slots=True)
 class ChromaLocation:
     """Where vectors live: an embedded folder (host None) or a Chroma server."""
 
@@ -299,6 +312,17 @@ class Generation:
                 return SentenceVectors(data["chunk"], data["spans"], data["vectors"])
         except _NUMPY_FAILURES as e:
             raise self.damaged(f"sentences.npz: {reason(e)}") from e
+
+    def tokens(self) -> TokenVectors | None:
+        """The chunks' token vectors (None for an index built without them)."""
+        path = self.path / "tokens.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                return TokenVectors(data["start"], data["vectors"])
+        except _NUMPY_FAILURES as e:
+            raise self.damaged(f"tokens.npz: {reason(e)}") from e
 
     def sound_vectors(self) -> tuple[np.ndarray | None, SentenceVectors | None]:
         """The chunk and sentence vectors, each only if its file still has its recorded hash."""

@@ -1,11 +1,14 @@
 """Hybrid retrieval: BM25 over stemmed chunk text plus dense vectors from Chroma, fused.
 
 Both retrievers see each chunk with its document title, the names the document goes by and its
-section in front (``indexed_text``). Three signals are computed for every searchable chunk:
-BM25, the chunk vector's cosine similarity (Chroma) and its best-matching sentence's (sentence
-vectors live beside the chunks in the generation and are searched exhaustively in numpy). A
-fusion function, chosen by name, combines them: ``zscore`` standardises each signal over the
-searchable chunks and adds them with weights (0.25, 0.45, 0.3 by default); ``rrf`` adds
+section in front (``indexed_text``). Four signals are computed for every searchable chunk:
+BM25, the chunk vector's cosine similarity (Chroma), its best-matching sentence's (sentence
+vectors live beside the chunks in the generation and are searched exhaustively in numpy) and,
+with a local model, late interaction: each content word of the question finds its closest
+content word of the chunk, both read in context by the encoder, and the similarities are
+averaged (``late_interaction``; the token vectors live in the generation too). A fusion
+function, chosen by name, combines them: ``zscore`` standardises each signal over the
+searchable chunks and adds them with weights (0.25, 0.45, 0.3, 0.75 by default); ``rrf`` adds
 weighted reciprocal ranks. On the gold set the standardised sum ranks the supporting passage
 higher, so it is the default. The dense signals search with the query vector passed through the
 fitted query adapter (``ranking.Adapter``), and each passage's ``relevance`` is its score put
@@ -31,10 +34,10 @@ import bm25s
 import numpy as np
 
 from .chunking import indexed_text
-from .embeddings import Embedder
+from .embeddings import Embedder, token_embedder
 from .ranking import DEPTH as RANKED
 from .ranking import Adapter, Calibration, SectionPull, section_groups
-from .store import Generation
+from .store import Generation, TokenVectors
 from .text import sentence_spans, tokenize, words
 from .tuning import Tuning
 from .types import Chunk, Document, Passage
@@ -93,6 +96,7 @@ class Signals:
     dense: np.ndarray
     sentence: np.ndarray | None  # best sentence's similarity; None without sentence vectors
     mask: np.ndarray  # the searchable chunks (the document filter)
+    tokens: np.ndarray | None = None  # late interaction; None without token vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ class Weights:
     dense: float
     sentence: float
     rrf_k: int
+    tokens: float = 0.0
 
 
 def _zscore(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -118,6 +123,8 @@ def fuse_zscore(s: Signals, w: Weights) -> np.ndarray:
     fused = fused + w.dense * _zscore(s.dense, s.mask)
     if s.sentence is not None:
         fused = fused + w.sentence * _zscore(s.sentence, s.mask)
+    if s.tokens is not None and w.tokens:
+        fused = fused + w.tokens * _zscore(s.tokens, s.mask)
     return fused
 
 
@@ -137,7 +144,26 @@ def fuse_rrf(s: Signals, w: Weights) -> np.ndarray:
     if s.sentence is not None:
         for r, i in enumerate(_order(s.sentence, candidates)):
             fused[i] += w.sentence / (w.rrf_k + r + 1)
+    if s.tokens is not None and w.tokens:
+        for r, i in enumerate(_order(s.tokens, candidates)):
+            fused[i] += w.tokens / (w.rrf_k + r + 1)
     return fused
+
+
+def late_interaction(query_tokens: np.ndarray, tokens: TokenVectors,
+                     vectors: np.ndarray) -> np.ndarray:
+    """Each chunk's mean, over the query's token vectors, of the best cosine similarity with
+    one of the chunk's token vectors (ColBERT's MaxSim); chunks without tokens score lowest.
+    ``vectors`` is ``tokens.vectors`` as float32."""
+    n = len(tokens.start) - 1
+    if not len(query_tokens) or not len(vectors):
+        return np.zeros(n, dtype=np.float32)
+    sims = np.asarray(query_tokens, dtype=np.float32) @ vectors.T  # (query tokens, rows)
+    filled = np.flatnonzero(np.diff(tokens.start) > 0)
+    best = np.maximum.reduceat(sims, tokens.start[filled], axis=1)  # (query tokens, filled)
+    out = np.full(n, -1.0, dtype=np.float32)
+    out[filled] = best.mean(axis=0)
+    return out
 
 
 Fusion = Callable[[Signals, Weights], np.ndarray]
@@ -196,6 +222,7 @@ class Retriever:
         bm25_weight: float,
         dense_weight: float,
         sentence_weight: float,
+        tokens_weight: float,
         rrf_k: int,
         mention_boost: float,
         tuning: Tuning,
@@ -208,7 +235,7 @@ class Retriever:
         self.documents = documents
         self.chunks: list[Chunk] = generation.chunks
         self.fusion = fusion
-        self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
+        self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k, tokens_weight)
         self.mention_boost = mention_boost
         self.depth = depth
         self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
@@ -229,6 +256,12 @@ class Retriever:
         self._section_of = section_groups([(c.doc_id, c.section) for c in self.chunks])
         self.vocabulary = Vocabulary(documents, corpus_tokens)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        # Late interaction needs the chunks' token vectors and an embedder that reads a query's.
+        self.tokens = generation.tokens() if tokens_weight else None
+        self._token_embedder = token_embedder(embedder) if self.tokens is not None else None
+        self._token_rows = (self.tokens.vectors.astype(np.float32)
+                            if self.tokens is not None and self._token_embedder else None)
+        self._query_tokens: OrderedDict[str, np.ndarray] = OrderedDict()
         self._vectors_lock = threading.Lock()
         self._tune(tuning)
 
@@ -278,6 +311,22 @@ class Retriever:
                 self._vectors.popitem(last=False)
         return vector
 
+    def query_tokens(self, query: str) -> np.ndarray | None:
+        """The query's content-token vectors (cached), or None without late interaction."""
+        if self._token_embedder is None:
+            return None
+        with self._vectors_lock:
+            found = self._query_tokens.get(query)
+            if found is not None:
+                self._query_tokens.move_to_end(query)
+                return found
+        found = self._token_embedder.embed_tokens([query])[0]
+        with self._vectors_lock:
+            self._query_tokens[query] = found
+            while len(self._query_tokens) > QUERY_CACHE:
+                self._query_tokens.popitem(last=False)
+        return found
+
     def query_vector(self, query: str) -> np.ndarray:
         """The vector the dense signals search with: the query's, adapted when fitted."""
         vector = self.embed(query)
@@ -303,7 +352,11 @@ class Retriever:
             best_sentence = np.full(n, -1.0, dtype=np.float32)
             sentence_sims = self.sentences.vectors @ np.asarray(vector, dtype=np.float32)
             np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
-        return Signals(bm25, dense, best_sentence, mask), sentence_sims
+        late = None
+        query_tokens = self.query_tokens(query)
+        if query_tokens is not None and self.tokens is not None and self._token_rows is not None:
+            late = late_interaction(query_tokens, self.tokens, self._token_rows)
+        return Signals(bm25, dense, best_sentence, mask, late), sentence_sims
 
     def rank(
         self,

@@ -6,7 +6,8 @@ Layout of an index folder::
     CURRENT                  JSON naming the live generation and its manifest's sha256;
                              replaced atomically
     generations/<gen>/       manifest.json (with every file's size and sha256), chunks.jsonl,
-                             vectors.npy, sentences.npz, chroma/ (embedded mode)
+                             vectors.npy, sentences.npz, tokens.npz (with a local model),
+                             chroma/ (embedded mode)
 
 A build writes a fresh generation, then points CURRENT at it with ``os.replace``: a build killed
 half way leaves the previous generation live, and the next build removes the leftovers.
@@ -42,6 +43,7 @@ from .generation import (
     ChromaLocation,
     Generation,
     SentenceVectors,
+    TokenVectors,
     chroma_version,
     close_client,
     fatal,
@@ -52,7 +54,7 @@ from .generation import (
 from .types import Chunk
 
 __all__ = ["FORMAT_VERSION", "ChromaLocation", "Generation", "IndexStore", "SentenceVectors",
-           "chroma_version"]
+           "TokenVectors", "chroma_version"]
 
 FORMAT_VERSION = 3
 # Chroma keeps new vectors in its log until this many have arrived, and every reader rebuilds the
@@ -216,6 +218,7 @@ class IndexStore:
         metadatas: Sequence[dict[str, Any]],
         progress: Callable[[int], None] | None = None,
         sentences: SentenceVectors | None = None,
+        tokens: TokenVectors | None = None,
     ) -> Generation:
         """Write a complete generation and make it live. Call under ``write_lock``."""
         if len(chunks) != len(vectors) or len(chunks) != len(metadatas):
@@ -238,6 +241,12 @@ class IndexStore:
                 np.savez(f, chunk=sentences.chunk.astype(np.int32),
                          spans=sentences.spans.astype(np.int32),
                          vectors=sentences.vectors.astype(np.float32))
+                f.flush()
+                os.fsync(f.fileno())
+        if tokens is not None:
+            with open(path / "tokens.npz", "wb") as f:
+                np.savez(f, start=tokens.start.astype(np.int64),
+                         vectors=tokens.vectors.astype(np.float16))
                 f.flush()
                 os.fsync(f.fileno())
         self._write_vectors(path, manifest["collection"], chunks, vectors, metadatas, progress)
