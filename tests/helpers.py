@@ -92,6 +92,9 @@ class FakeTokenEmbedder(FakeEmbedder):
             progress(len(texts))
         return out
 
+    def embed_query_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.embed_query(text), self.embed_tokens([text])[0]
+
 
 def free_port() -> int:
     with socket.socket() as s:

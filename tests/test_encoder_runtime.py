@@ -82,6 +82,10 @@ def test_token_vectors__both_runtimes_agree_and_keep_only_content_words(
     for a, b in zip(onnx_tokens, numpy_tokens, strict=True):
         assert a.dtype == np.float32 and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
         assert np.abs(a - b).max() < 1e-4
+    for embedder in (onnx_embedder, numpy_embedder):  # one pass gives both, the same
+        vector, tokens = embedder.embed_query_tokens(texts[0])
+        assert np.abs(vector - embedder.embed_query(texts[0])).max() < 1e-5
+        assert np.abs(tokens - embedder.embed_tokens(texts[:1])[0]).max() < 1e-5
     # In context: the same word reads differently in another sentence.
     other = onnx_embedder.embed_tokens(["The review was written in Fife."])[0]
     assert not np.allclose(other[0], onnx_tokens[0][2])

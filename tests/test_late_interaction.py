@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from peerqa import late
 from peerqa.assistant import Assistant
 from peerqa.generation import TokenVectors
-from peerqa.retrieval import Signals, Weights, fuse_zscore, late_interaction
 
 from .helpers import FakeEmbedder, FakeTokenEmbedder
 
@@ -30,26 +30,28 @@ def _unit(*rows: list[float]) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def test_late_interaction__averages_each_query_token_s_best_match_in_the_chunk():
+def test_maxsim__averages_each_query_token_s_best_match_in_the_chunk():
     # Chunk 0 holds e1 and e2, chunk 1 nothing, chunk 2 a vector half way between e1 and e2.
     rows = _unit([1, 0, 0], [0, 1, 0], [1, 1, 0])
     tokens = TokenVectors(np.array([0, 2, 2, 3]), rows.astype(np.float16))
     query = _unit([1, 0, 0], [0, 0, 1])
-    scores = late_interaction(query, tokens, rows)
-    assert scores[0] == pytest.approx((1.0 + 0.0) / 2)
-    assert scores[1] == -1.0  # no token: the lowest a similarity can be
-    assert scores[2] == pytest.approx((2 ** -0.5 + 0.0) / 2, abs=1e-6)
-    assert np.all(late_interaction(query[:0], tokens, rows) == 0)
+    scores = late.maxsim(query, tokens, np.array([2, 0, 1]))
+    assert scores[0] == pytest.approx((2 ** -0.5 + 0.0) / 2, abs=1e-3)  # stored as float16
+    assert scores[1] == pytest.approx((1.0 + 0.0) / 2)
+    assert scores[2] == 0.0  # no token
+    assert np.all(late.maxsim(query[:0], tokens, np.array([0, 2])) == 0)
 
 
-def test_fusion__weighs_late_interaction_only_when_it_is_there():
-    rng = np.random.default_rng(0)
-    base = Signals(rng.random(6), rng.random(6), None, np.ones(6, bool))
-    late = Signals(base.bm25, base.dense, None, base.mask, np.arange(6.0))
-    weights = Weights(1.0, 1.0, 0.0, 60, tokens=0.5)
-    assert np.array_equal(fuse_zscore(base, weights), fuse_zscore(late, Weights(1, 1, 0, 60)))
-    gain = fuse_zscore(late, weights) - fuse_zscore(base, weights)
-    assert np.all(np.diff(gain) > 0)  # more late interaction, higher score
+def test_rerank__moves_only_the_candidates_and_keeps_the_rest_behind_on_their_own_merits():
+    scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 9.0])
+    mask = np.array([True, True, True, True, True, False])  # the last one is filtered out
+    candidates = np.array([0, 1, 2])
+    out = late.rerank(scores, mask, np.array([0.1, 0.2, 0.9]), candidates, weight=2.0)
+    assert np.argsort(-out[:3]).tolist() == [2, 0, 1]  # the third candidate matched best
+    lowest = out[candidates] - scores[candidates]
+    assert np.allclose(out[3:5] - scores[3:5], lowest.min())  # the rest lowered alike
+    assert out[5] == scores[5]
+    assert late.rerank(scores, mask, np.array([0.1, 0.2, 0.9]), candidates, 0.0) is scores
 
 
 def test_index__stores_every_chunk_s_token_vectors_recorded_and_checked(tiny_tokens: Assistant):
@@ -86,24 +88,39 @@ def test_search__late_interaction_finds_the_chunk_holding_the_question_s_words(
     tiny_tokens: Assistant,
 ):
     r = tiny_tokens.retriever
+    assert r.late is not None
     query = "twelve-week accredited course"
-    signals, _ = r.signals(query, None)
-    assert signals.tokens is not None
-    best = int(np.argmax(signals.tokens))
+    every = np.arange(len(r.chunks))
+    scores = late.maxsim(r.late.query_tokens(query), r.late.tokens, every)
+    best = int(np.argmax(scores))
     assert "twelve-week accredited course" in r.chunks[best].text
-    assert signals.tokens[best] == pytest.approx(1.0, abs=2e-3)  # every word found
+    assert scores[best] == pytest.approx(1.0, abs=2e-3)  # every word found
     assert tiny_tokens.search(query, 1)[0].chunk_id == r.chunks[best].chunk_id
+    # Ranked without it, the late-interaction weight changes the scores the search returns.
+    plain = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                      index_dir=tiny_tokens.settings.index_dir, embedder=r.embedder,
+                      tokens_weight=0).retriever
+    assert plain.late is None
+    assert not np.allclose(plain.rank(query).scores[:3], r.rank(query).scores[:3])
+
+
+def test_query__is_read_once_for_its_vector_and_its_token_vectors(tiny_tokens: Assistant):
+    r = tiny_tokens.retriever
+    embedder = r.embedder
+    before = (len(embedder.calls), len(embedder.token_calls))
+    r.rank("a question read once")
+    r.rank("a question read once")
+    assert (len(embedder.calls), len(embedder.token_calls)) == (before[0] + 1, before[1] + 1)
 
 
 def test_search__goes_without_late_interaction_for_an_embedder_without_token_vectors(
     tiny_fake: Assistant,
 ):
-    signals, _ = tiny_fake.retriever.signals("supervision monthly", None)
-    assert signals.tokens is None and tiny_fake.search("supervision monthly", 2)
+    assert tiny_fake.retriever.late is None and tiny_fake.search("supervision monthly", 2)
 
 
 def test_search__a_zero_weight_turns_late_interaction_off(tiny_corpus: Path, tmp_path: Path):
     a = Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "off",
                   embedder=FakeTokenEmbedder(), tokens_weight=0)
     a.index()
-    assert a.retriever.signals("supervision monthly", None)[0].tokens is None
+    assert a.retriever.late is None

@@ -1,15 +1,14 @@
 """Hybrid retrieval: BM25 over stemmed chunk text plus dense vectors from Chroma, fused.
 
 Both retrievers see each chunk with its document title, the names the document goes by and its
-section in front (``indexed_text``). Four signals are computed for every searchable chunk:
-BM25, the chunk vector's cosine similarity (Chroma), its best-matching sentence's (sentence
-vectors live beside the chunks in the generation and are searched exhaustively in numpy) and,
-with a local model, late interaction: each content word of the question finds its closest
-content word of the chunk, both read in context by the encoder, and the similarities are
-averaged (``late_interaction``; the token vectors live in the generation too). A fusion
-function, chosen by name, combines them: ``zscore`` standardises each signal over the
-searchable chunks and adds them with weights (0.25, 0.45, 0.3, 0.75 by default); ``rrf`` adds
-weighted reciprocal ranks. On the gold set the standardised sum ranks the supporting passage
+section in front (``indexed_text``). Three signals are computed for every searchable chunk:
+BM25, the chunk vector's cosine similarity (Chroma) and its best-matching sentence's (sentence
+vectors live beside the chunks in the generation and are searched exhaustively in numpy). A
+fusion function, chosen by name, combines them: ``zscore`` standardises each signal over the
+searchable chunks and adds them with weights (0.25, 0.45, 0.3 by default); ``rrf`` adds
+weighted reciprocal ranks. With a local model, late interaction (``late.py``: each content word
+of the question finds its closest word in the chunk, both read in context) then reranks the
+fused best 300 (weight 0.75). On the gold set the standardised sum ranks the supporting passage
 higher, so it is the default. The dense signals search with the query vector passed through the
 fitted query adapter (``ranking.Adapter``), and each passage's ``relevance`` is its score put
 through the fitted calibration (``ranking.Calibration``); each chunk's fused score moves part of
@@ -35,9 +34,10 @@ import numpy as np
 
 from .chunking import indexed_text
 from .embeddings import Embedder, token_embedder
+from .late import LateInteraction
 from .ranking import DEPTH as RANKED
 from .ranking import Adapter, Calibration, SectionPull, section_groups
-from .store import Generation, TokenVectors
+from .store import Generation
 from .text import sentence_spans, tokenize, words
 from .tuning import Tuning
 from .types import Chunk, Document, Passage
@@ -96,7 +96,6 @@ class Signals:
     dense: np.ndarray
     sentence: np.ndarray | None  # best sentence's similarity; None without sentence vectors
     mask: np.ndarray  # the searchable chunks (the document filter)
-    tokens: np.ndarray | None = None  # late interaction; None without token vectors
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +106,6 @@ class Weights:
     dense: float
     sentence: float
     rrf_k: int
-    tokens: float = 0.0
 
 
 def _zscore(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -123,8 +121,6 @@ def fuse_zscore(s: Signals, w: Weights) -> np.ndarray:
     fused = fused + w.dense * _zscore(s.dense, s.mask)
     if s.sentence is not None:
         fused = fused + w.sentence * _zscore(s.sentence, s.mask)
-    if s.tokens is not None and w.tokens:
-        fused = fused + w.tokens * _zscore(s.tokens, s.mask)
     return fused
 
 
@@ -144,26 +140,7 @@ def fuse_rrf(s: Signals, w: Weights) -> np.ndarray:
     if s.sentence is not None:
         for r, i in enumerate(_order(s.sentence, candidates)):
             fused[i] += w.sentence / (w.rrf_k + r + 1)
-    if s.tokens is not None and w.tokens:
-        for r, i in enumerate(_order(s.tokens, candidates)):
-            fused[i] += w.tokens / (w.rrf_k + r + 1)
     return fused
-
-
-def late_interaction(query_tokens: np.ndarray, tokens: TokenVectors,
-                     vectors: np.ndarray) -> np.ndarray:
-    """Each chunk's mean, over the query's token vectors, of the best cosine similarity with
-    one of the chunk's token vectors (ColBERT's MaxSim); chunks without tokens score lowest.
-    ``vectors`` is ``tokens.vectors`` as float32."""
-    n = len(tokens.start) - 1
-    if not len(query_tokens) or not len(vectors):
-        return np.zeros(n, dtype=np.float32)
-    sims = np.asarray(query_tokens, dtype=np.float32) @ vectors.T  # (query tokens, rows)
-    filled = np.flatnonzero(np.diff(tokens.start) > 0)
-    best = np.maximum.reduceat(sims, tokens.start[filled], axis=1)  # (query tokens, filled)
-    out = np.full(n, -1.0, dtype=np.float32)
-    out[filled] = best.mean(axis=0)
-    return out
 
 
 Fusion = Callable[[Signals, Weights], np.ndarray]
@@ -235,7 +212,8 @@ class Retriever:
         self.documents = documents
         self.chunks: list[Chunk] = generation.chunks
         self.fusion = fusion
-        self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k, tokens_weight)
+        self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
+        self.tokens_weight = tokens_weight
         self.mention_boost = mention_boost
         self.depth = depth
         self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
@@ -257,11 +235,9 @@ class Retriever:
         self.vocabulary = Vocabulary(documents, corpus_tokens)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         # Late interaction needs the chunks' token vectors and an embedder that reads a query's.
-        self.tokens = generation.tokens() if tokens_weight else None
-        self._token_embedder = token_embedder(embedder) if self.tokens is not None else None
-        self._token_rows = (self.tokens.vectors.astype(np.float32)
-                            if self.tokens is not None and self._token_embedder else None)
-        self._query_tokens: OrderedDict[str, np.ndarray] = OrderedDict()
+        tokens = generation.tokens() if tokens_weight else None
+        reader = token_embedder(embedder) if tokens is not None else None
+        self.late = LateInteraction(tokens, reader) if tokens is not None and reader else None
         self._vectors_lock = threading.Lock()
         self._tune(tuning)
 
@@ -304,28 +280,15 @@ class Retriever:
             if vector is not None:
                 self._vectors.move_to_end(query)
                 return vector
-        vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
+        if self.late is not None:  # one encoder pass gives the vector and the token vectors
+            vector = self.late.read(query)
+        else:
+            vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
         with self._vectors_lock:
             self._vectors[query] = vector
             while len(self._vectors) > QUERY_CACHE:
                 self._vectors.popitem(last=False)
         return vector
-
-    def query_tokens(self, query: str) -> np.ndarray | None:
-        """The query's content-token vectors (cached), or None without late interaction."""
-        if self._token_embedder is None:
-            return None
-        with self._vectors_lock:
-            found = self._query_tokens.get(query)
-            if found is not None:
-                self._query_tokens.move_to_end(query)
-                return found
-        found = self._token_embedder.embed_tokens([query])[0]
-        with self._vectors_lock:
-            self._query_tokens[query] = found
-            while len(self._query_tokens) > QUERY_CACHE:
-                self._query_tokens.popitem(last=False)
-        return found
 
     def query_vector(self, query: str) -> np.ndarray:
         """The vector the dense signals search with: the query's, adapted when fitted."""
@@ -352,11 +315,7 @@ class Retriever:
             best_sentence = np.full(n, -1.0, dtype=np.float32)
             sentence_sims = self.sentences.vectors @ np.asarray(vector, dtype=np.float32)
             np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
-        late = None
-        query_tokens = self.query_tokens(query)
-        if query_tokens is not None and self.tokens is not None and self._token_rows is not None:
-            late = late_interaction(query_tokens, self.tokens, self._token_rows)
-        return Signals(bm25, dense, best_sentence, mask, late), sentence_sims
+        return Signals(bm25, dense, best_sentence, mask), sentence_sims
 
     def rank(
         self,
@@ -369,7 +328,8 @@ class Retriever:
         """The best ``RANKED`` chunks by fused score, best first.
 
         Chunks of ``mentioned`` documents (default: those the query names) get a fixed boost;
-        then each chunk's score moves towards its section's best (the fitted section pull).
+        late interaction then reranks the best ``late.CANDIDATES``, and each chunk's score moves
+        towards its section's best (the fitted section pull).
         ``query_vector`` is the embedder's vector of the query when the caller already has it;
         the fitted adapter, if any, is applied to it either way.
         """
@@ -384,6 +344,9 @@ class Retriever:
         if mentioned and self.mention_boost:
             unit = MENTION_SCALE[self.fusion](self.weights)
             fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
+        if self.late is not None and self.tokens_weight:
+            unit = MENTION_SCALE[self.fusion](self.weights)
+            fused = self.late.rerank(query, fused, signals.mask, self.tokens_weight * unit)
         fused = self.pull.apply(fused, self._section_of)
         chunks = _order(fused, np.flatnonzero(signals.mask))[:RANKED]
         return Ranking(chunks, fused[chunks].astype(np.float64), sims)

@@ -48,6 +48,10 @@ class TokenEmbedder(Protocol):
         (no stop word, punctuation or special token) in context."""
         ...
 
+    def embed_query_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """``embed_query(text)`` and ``embed_tokens([text])[0]`` together (one pass)."""
+        ...
+
 
 def token_embedder(embedder: Embedder) -> TokenEmbedder | None:
     """The embedder as a ``TokenEmbedder``, or None when it gives no token vectors."""

@@ -409,6 +409,10 @@ def _hidden(model: Model, seqs: list[list[int]]) -> tuple[np.ndarray, list[int]]
 def encode(model: Model, seqs: list[list[int]]) -> np.ndarray:
     """Mean-pooled, L2-normalised vectors for token-id sequences, run packed without padding."""
     x, lengths = _hidden(model, seqs)
+    return _pooled(x, lengths)
+
+
+def _pooled(x: np.ndarray, lengths: list[int]) -> np.ndarray:
     offsets = np.cumsum([0, *lengths[:-1]])
     pooled = np.add.reduceat(x, offsets, axis=0)
     # Every sequence holds at least [CLS] and [SEP], so sentence-transformers' clamp of the token
@@ -417,6 +421,12 @@ def encode(model: Model, seqs: list[list[int]]) -> np.ndarray:
     norms = np.sqrt(np.einsum("ij,ij->i", pooled, pooled))[:, None]
     pooled /= np.maximum(norms, _F32(1e-12))
     return pooled
+
+
+def encode_both(model: Model, seq: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One sequence's vector and token states, from one run."""
+    x, lengths = _hidden(model, [seq])
+    return _pooled(x, lengths)[0], x
 
 
 def token_states(model: Model, seqs: list[list[int]]) -> list[np.ndarray]:
