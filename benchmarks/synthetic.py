@@ -41,6 +41,43 @@ def _vary(paragraph: str, rng: random.Random) -> str:
     return "".join(out)
 
 
+def _copy_text(entry: dict[str, str], copy: int) -> tuple[str, str]:
+    """Copy ``copy`` of a bundled document: its file name and text."""
+    text = (BUNDLED / entry["file"]).read_text(encoding="utf-8")
+    name = entry["file"] if copy == 0 else f"c{copy:03d}-{entry['file']}"
+    if copy:
+        seed = int.from_bytes(hashlib.sha256(f"{copy}:{name}".encode()).digest()[:8])
+        rng = random.Random(seed)
+        paragraphs = text.split("\n\n")
+        head, body = paragraphs[:1], paragraphs[1:]  # the title line stays first
+        turn = copy % max(1, len(body))
+        body = body[turn:] + body[:turn]
+        text = "\n\n".join(head + [_vary(p, rng) for p in body])
+    return name, text
+
+
+def _entry(entry: dict[str, object], name: str, copy: int) -> dict[str, object]:
+    doc_id = entry["doc_id"] if copy == 0 else f"{entry['doc_id']}-c{copy:03d}"
+    title = entry["title"] if copy == 0 else f"{entry['title']} (copy {copy})"
+    return {**entry, "file": name, "doc_id": doc_id, "title": title, "short_title": title,
+            "aliases": entry["aliases"] if copy == 0 else []}
+
+
+def add_document(corpus: Path, copy: int, which: int = 1) -> str:
+    """Add copy ``copy`` of the ``which``-th bundled document to a corpus folder made by
+    ``make_corpus`` (a document that is new: its title and most of its sentences differ from
+    every other copy's). Returns its doc_id."""
+    manifest = json.loads((BUNDLED / "manifest.json").read_text(encoding="utf-8"))
+    entry = manifest["documents"][which]
+    name, text = _copy_text(entry, copy)
+    (corpus / name).write_text(text, encoding="utf-8")
+    own = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    added = _entry(entry, name, copy)
+    own["documents"].append(added)
+    (corpus / "manifest.json").write_text(json.dumps(own, indent=1), encoding="utf-8")
+    return str(added["doc_id"])
+
+
 def make_corpus(scale: int, dest: Path) -> Path:
     """Write the ``scale``x corpus to ``dest`` (kept if already complete) and return it."""
     done = dest.parent / f"{dest.name}.complete"
@@ -51,21 +88,9 @@ def make_corpus(scale: int, dest: Path) -> Path:
     entries = []
     for copy in range(scale):
         for entry in manifest["documents"]:
-            text = (BUNDLED / entry["file"]).read_text(encoding="utf-8")
-            name = entry["file"] if copy == 0 else f"c{copy:03d}-{entry['file']}"
-            if copy:
-                seed = int.from_bytes(hashlib.sha256(f"{copy}:{name}".encode()).digest()[:8])
-                rng = random.Random(seed)
-                paragraphs = text.split("\n\n")
-                head, body = paragraphs[:1], paragraphs[1:]  # the title line stays first
-                turn = copy % max(1, len(body))
-                body = body[turn:] + body[:turn]
-                text = "\n\n".join(head + [_vary(p, rng) for p in body])
+            name, text = _copy_text(entry, copy)
             (dest / name).write_text(text, encoding="utf-8")
-            doc_id = entry["doc_id"] if copy == 0 else f"{entry['doc_id']}-c{copy:03d}"
-            title = entry["title"] if copy == 0 else f"{entry['title']} (copy {copy})"
-            entries.append({**entry, "file": name, "doc_id": doc_id, "title": title,
-                            "short_title": title, "aliases": entry["aliases"] if copy == 0 else []})
+            entries.append(_entry(entry, name, copy))
     (dest / "manifest.json").write_text(json.dumps({"documents": entries}, indent=1),
                                         encoding="utf-8")
     done.write_text(str(scale))

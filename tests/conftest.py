@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from peerqa import Assistant
-from tests.helpers import ARTIFACTS, TINY, FakeEmbedder
+from tests.helpers import ARTIFACTS, CHROMIUM_FLAGS, TINY, FakeEmbedder, chromium_path
 
 
 @pytest.fixture(scope="session")
@@ -109,3 +110,18 @@ def tiny_fake(tiny_corpus: Path, tmp_path: Path, fake_embedder: FakeEmbedder) ->
                   embedder=fake_embedder)
     a.index()
     return a
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Debian's headless Chromium driven by Playwright (never a browser download), one per test
+    module: Playwright's sync API keeps an event loop running in this thread while it is open,
+    which later tests that start their own loop (asyncio.run) must not meet."""
+    executable = chromium_path()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, headless=True,
+                                     args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from peerqa.answer.answerability import Assessment, Term, Thresholds, decide
+from peerqa.answer.gaps import content_words, gap
 from peerqa.answer.question import asked_types, counts, holds_type
 from peerqa.evaluation import Evidence, GoldItem
 from peerqa.evaluation.fit_answerability import AnswerabilityFitter, Point, choose_point, frontier
@@ -28,6 +29,23 @@ def test_asked_types__words_that_only_sound_like_figures_ask_for_none():
     assert asked_types("What do peer supporters actually spend their time doing?") == {}
     assert asked_types("Do Iriss and HEE say the same thing about cost?") == {}
     assert asked_types("Should peer workers be on different contracts and grading?") == {}
+
+
+@pytest.mark.parametrize(("question", "gap_words"), [
+    ("How much does it cost to employ a peer support worker?", "give no figure for the cost"),
+    ("How much is the HSE spending on peer support?", "give no figure for the HSE spending"),
+    ("How much is a peer worker paid?", "give no figure for the pay"),
+    ("What headcount did the stocktake find?", "give no headcount"),
+    ("What is the exact starting salary?", "give no figure for the starting salary"),
+])
+def test_gap__says_what_is_missing_in_plain_words(question, gap_words):
+    assert [gap(k, p) for k, p in asked_types(question).items()] == [gap_words]
+
+
+def test_content_words__name_the_thing_whose_figure_is_asked_for():
+    assert content_words("the exact starting salary") == ["starting", "salary"]
+    assert content_words("How much is a peer worker paid") == ["pay"]
+    assert content_words("how often") == [] and content_words("How big") == []
 
 
 def test_holds_type__a_year_is_not_a_count_and_a_pay_scale_is_not_an_amount():

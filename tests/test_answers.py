@@ -8,6 +8,7 @@ from html import unescape
 import pytest
 
 from peerqa import Assistant
+from peerqa.answer.answerability import unknown_names
 from peerqa.answer.judge import check_citations, judged_text
 from peerqa.answer.shape import DIFFER
 from peerqa.evaluation import citation_scores
@@ -81,6 +82,31 @@ def test_partial_answer__opens_with_what_is_missing_then_the_nearest_evidence(an
     assert second.kind == "lead"
     assert second.text == "The nearest they come:" or second.text.startswith("What they say")
     assert any(p.kind == "quote" for p in answer.parts) and answer.citations
+
+
+def test_partial_answer__the_nearest_material_is_about_what_is_missing(answers):
+    # "Salary" appears nowhere: what is quoted must be about pay (the paid posts, whose counts
+    # differ), never a sentence that only shares another word ("starts with what's strong").
+    quotes = [p.text for p in answers[SALARY].parts if p.kind == "quote"]
+    assert quotes and all(re.search(r"\bpaid\b|\bpay\b|salar", q) for q in quotes)
+    assert not any("strengths-based" in q for q in quotes)
+    assert answers[SALARY].conflicts  # the differing paid-posts counts stay
+
+
+def test_missing__names_a_document_or_a_cost_in_plain_words(assistant):
+    vocabulary, phrases = assistant.retriever.vocabulary, assistant.phrases
+    # A document's own short title is not a name the documents "never mention".
+    assert unknown_names("Who wrote the Iriss Insight?", vocabulary, phrases) == []
+    assert unknown_names("Are peer workers used in Highland's rural teams?", vocabulary,
+                         phrases) == ["Highland"]
+    # A word the corpus uses in another form ("disclosure"): the passages found lack it, the
+    # documents do not.
+    disclosing = assistant.ask("What challenges do peer workers face when disclosing their "
+                               "lived experience?")
+    assert "The documents say nothing about disclosing" not in disclosing.missing
+    cost = assistant.ask("How much does it cost to employ a peer support worker?")
+    assert cost.coverage != "answered"
+    assert "give no figure for the cost" in cost.missing and "does it" not in cost.missing
 
 
 def test_own_lines__are_not_quotes_and_never_count_as_unsupported(answers):

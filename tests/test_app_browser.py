@@ -12,11 +12,9 @@ import pytest
 from peerqa import Assistant
 from tests.helpers import (
     ANSWERABLE,
-    CHROMIUM_FLAGS,
     HOSTILE,
     WAIT_MS,
     RunningApp,
-    chromium_path,
     running_app,
 )
 
@@ -45,18 +43,6 @@ PLAIN_DOC = """# Recruitment notes
 Recruitment of peer support workers values lived experience of mental health problems and
 recovery. Interviews include a person with lived experience on the panel.
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=executable, headless=True,
-                                     args=CHROMIUM_FLAGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,12 @@ import pytest
 from peerqa import Assistant
 from tests.helpers import (
     ANSWERABLE,
-    CHROMIUM_FLAGS,
     MARKDOWN_Q,
     PARTIAL_Q,
     REPO,
     WAIT_MS,
     ScriptedAssistant,
     app_in_process,
-    chromium_path,
     markdown_answer,
     partial_answer,
 )
@@ -48,18 +46,6 @@ IN_VIEW = """e => { const r = e.getBoundingClientRect();
     return r.height > 0 && r.top >= b.top - 1 && r.bottom <= b.bottom + 1 && r.top >= -1
         && r.bottom <= innerHeight + 1; }"""
 """Whether an element is wholly visible: inside the box that scrolls it and the window."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=executable, headless=True,
-                                     args=CHROMIUM_FLAGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture(scope="module")

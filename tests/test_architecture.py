@@ -16,7 +16,8 @@ PACKAGE = REPO / "src" / "peerqa"
 LAYERS: list[tuple[str, set[str]]] = [
     ("ground", {"errors", "text", "types"}),
     ("config", {"settings", "tuning"}),
-    ("ingest", {"corpus", "readers", "chunking", "generation", "store", "openai_client"}),
+    ("ingest", {"corpus", "readers", "chunking", "tables", "records", "lexical",
+                "generation", "store", "openai_client"}),
     ("models", {"embeddings"}),
     ("index", {"indexing"}),
     ("search", {"retrieval", "ranking", "late", "live"}),
@@ -48,6 +49,7 @@ LAZY_THIRD_PARTY = {
     "tqdm": {"render"},
     "onnxruntime": {"embeddings"},
     "onnx": {"embeddings"},
+    "bm25s": {"lexical"},
 }
 MAX_LINES = 500
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +164,29 @@ def test_graph_cache__a_new_build_removes_graphs_of_other_versions(
     minilm_onnx.cached_graph(cache, load)  # type: ignore[arg-type]
     assert not stale.exists() and unrelated.is_dir()
     assert minilm_onnx.verified(minilm_onnx.graph_dir(cache))
+
+
+def test_graph_cache__keeps_another_version_opened_within_a_week(
+    graph_cache: Path, tmp_path: Path
+) -> None:
+    """Two installed versions on one machine must not remove each other's graph at every
+    start (each start would rebuild its own)."""
+    cache = tmp_path / "cache"
+    recent = cache / f"{minilm.MODEL_NAME}-{minilm.WEIGHTS_SHA256[:16]}-g98"
+    old = cache / f"{minilm.MODEL_NAME}-{minilm.WEIGHTS_SHA256[:16]}-g99"
+    for folder in (recent, old):
+        folder.mkdir(parents=True)
+        (folder / minilm_onnx.RECORD).write_text("{}")
+    week = minilm_onnx.UNUSED_FOR
+    os.utime(old / minilm_onnx.RECORD, (time.time() - week - 60,) * 2)
+    calls, load = _counting_loader()
+    minilm_onnx.cached_graph(cache, load)  # type: ignore[arg-type]
+    assert recent.is_dir() and not old.exists()
+    # Opening a verified graph marks it as in use.
+    own = minilm_onnx.graph_dir(cache) / minilm_onnx.RECORD
+    os.utime(own, (time.time() - week - 60,) * 2)
+    minilm_onnx.cached_graph(cache, load)  # type: ignore[arg-type]
+    assert own.stat().st_mtime > time.time() - 60 and calls == [1]
 
 
 def _flip_a_byte(path: Path) -> None:

@@ -41,13 +41,25 @@ def test_answer__abstains_on_a_name_the_corpus_never_uses(tiny_fake):
 
 
 def test_answer__a_figure_asked_and_not_given_is_partial_and_says_what_is_missing(tiny_fake):
-    answer = _answer(tiny_fake, "What is the cost of supervision?")
+    answer = _answer(tiny_fake, "What is the hourly pay rate for peer workers?")
     assert answer.coverage == "partial" and not answer.abstained
-    assert answer.missing.startswith("The documents give no figure for the cost")
+    assert answer.missing == "The documents give no figure for the hourly pay rate."
     assert answer.parts[0].kind == "lead" and answer.parts[0].text == answer.missing
+    # The nearest material is about pay, the thing whose figure is missing, and only that.
+    quotes = [p.text for p in answer.parts if p.kind == "quote"]
+    assert quotes == ["Employers should pay peer workers on the same terms as other support "
+                      "staff."]
     counted = _answer(tiny_fake, "How many peer workers did the coastal pilot employ?")
     assert counted.coverage == "answered" and "six peer workers" in counted.text
     assert holds_type("count", "six peer workers") and not holds_type("count", "in 2019 they met")
+
+
+def test_answer__a_figure_of_something_no_sentence_is_about_is_not_covered(tiny_fake):
+    # Supervision is covered, its cost is not, and no sentence is about cost: nothing is
+    # presented as the nearest material (no padding with sentences about supervision).
+    answer = _answer(tiny_fake, "What is the cost of supervision?")
+    assert answer.coverage == "not_covered" and answer.abstained and answer.citations == []
+    assert answer.missing == "The documents give no figure for the cost."
 
 
 def test_answer__either_or_question_needs_one_of_its_options(tiny_fake):
@@ -86,7 +98,7 @@ def _hit() -> Hit:
 
 
 def test_selection__drops_near_duplicates_and_sentences_sharing_no_word():
-    vocab = Vocabulary({"d": DOC}, [tokenize(TEXT), tokenize("other text entirely")])
+    vocab = Vocabulary.from_tokens({"d": DOC}, [tokenize(TEXT), tokenize("other text entirely")])
     terms = question_terms("How often should peer workers get supervision?", None, vocab)
     answer = extractive_answer("How often should peer workers get supervision?", [_hit()],
                                terms, vocab, **LIMITS)

@@ -30,8 +30,7 @@ def test_build__embeds_each_distinct_text_once(tmp_path: Path) -> None:
                   embedder=fake)
     a.index()
     gen = a.store.open()
-    chunk_keys = gen.manifest["text_keys"]
-    sentence_keys = gen.manifest["sentence_keys"]
+    chunk_keys, sentence_keys = gen.keys()
     assert len(set(sentence_keys)) < len(sentence_keys), "the copy should repeat sentences"
     assert sum(fake.calls) == len(set(chunk_keys) | set(sentence_keys))
     # Every row holds the vector of its own text, duplicates included.

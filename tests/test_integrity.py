@@ -68,7 +68,10 @@ def test_manifest__records_every_file_with_size_and_hash_and_the_chromadb_versio
     assert manifest["chromadb"] == chromadb.__version__
     on_disk = {p.relative_to(live).as_posix() for p in live.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == on_disk - {"manifest.json"}
-    assert {"chunks.jsonl", "vectors.npy", "sentences.npz", "chroma/chroma.sqlite3"} <= on_disk
+    assert {"chunks.jsonl", "chunk_table.npz", "vectors.npy", "sentence_chunks.npy",
+            "sentence_spans.npy", "sentence_rows.npy", "sentence_vectors.npy", "keys.json",
+            "vocabulary.json", "bm25/terms.json", "bm25/data.npy", "bm25/indices.npy",
+            "bm25/indptr.npy", "chroma/chroma.sqlite3"} <= on_disk
     for rel, record in manifest["files"].items():
         if not rel.endswith(".sqlite3"):  # Chroma adds a lock row each time it opens it
             data = (live / rel).read_bytes()
@@ -91,9 +94,8 @@ def test_damaged_generation_file__one_line_then_peerqa_index_repairs_it_reusing_
     pristine, tmp_path, mode, capfd
 ):
     corpus, _ = pristine
-    reference = _assistant(corpus, pristine[1])
-    n_chunks = len(reference.chunks)
-    n_sentences = len(reference.retriever.sentences.vectors)
+    chunk_keys, sentence_keys = _assistant(corpus, pristine[1]).store.open().keys()
+    n_chunks, n_sentences = len(set(chunk_keys)), len(set(sentence_keys) - set(chunk_keys))
     files = _files(pristine[1])
     assert len(files) >= 8
     for i, rel in enumerate(files):
@@ -127,25 +129,25 @@ def test_damaged_generation_file__one_line_then_peerqa_index_repairs_it_reusing_
         embedded = sum(embedder.built)
         if rel == "vectors.npy":
             assert embedded == n_chunks, case
-        elif rel == "sentences.npz":
+        elif rel in ("sentence_vectors.npy", "sentence_rows.npy"):
             assert embedded == n_sentences, case
-        elif rel == "manifest.json" and mode != "garble":
-            assert embedded == n_chunks + n_sentences, case  # its text keys are gone with it
+        elif rel == "keys.json" or (rel == "manifest.json" and mode != "garble"):
+            assert embedded == n_chunks + n_sentences, case  # the text keys are gone
         elif rel != "manifest.json":
-            assert embedded == 0, case
+            assert embedded == 0, case  # BM25, the counts, sentence offsets: rebuilt, not embedded
 
 
 def test_rebuild__recovers_a_truncated_sentence_file_reusing_the_chunk_vectors(pristine, tmp_path):
     corpus, _ = pristine
     index = _copy(pristine, tmp_path / "index")
-    damage(_live(index) / "sentences.npz", "truncate")
-    with pytest.raises(IndexDamagedError, match=r"sentences.npz .*run `peerqa index`"):
+    damage(_live(index) / "sentence_vectors.npy", "truncate")
+    with pytest.raises(IndexDamagedError, match=r"sentence_vectors.npy .*run `peerqa index`"):
         _assistant(corpus, index).search(QUERY)
     embedder = FakeEmbedder()
     info = _assistant(corpus, index, embedder).index(rebuild=True)
     assert info.built
-    assert sum(embedder.built) == len(_assistant(corpus, index).retriever
-                                                         .sentences.vectors)
+    chunk_keys, sentence_keys = _assistant(corpus, index).store.open().keys()
+    assert sum(embedder.built) == len(set(sentence_keys) - set(chunk_keys))
     assert _assistant(corpus, index).search(QUERY)
 
 

@@ -57,7 +57,7 @@ def test_more_chunks_than_chroma_takes_in_one_batch__all_stored_and_found(tmp_pa
         generation = store.write_generation(
             {"embedder": "test"}, chunks, vectors, [{"doc_id": "doc"}] * n,
             progress=stored.append,
-            sentences=SentenceVectors(np.arange(n, dtype=np.int32),
+            sentences=SentenceVectors.of(np.arange(n, dtype=np.int32),
                                       np.zeros((n, 2), dtype=np.int32), vectors),
         )
     assert sum(stored) == n and len(stored) > 1 and max(stored) <= limit

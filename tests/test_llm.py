@@ -671,8 +671,8 @@ def test_openai_embeddings__build_and_query_an_index_in_batches_without_empty_in
     assert all(1 <= len(batch) <= 3 for batch in batches)
     # Chunks and sentences, each distinct text once; the width comes with the first batch (no
     # separate probe request).
-    manifest = a.store.current_manifest()
-    distinct = set(manifest["text_keys"]) | set(manifest["sentence_keys"])
+    chunk_keys, sentence_keys = a.store.open().keys()
+    distinct = set(chunk_keys) | set(sentence_keys)
     assert sum(len(b) for b in batches) == len(distinct)
     assert all(b["model"] == "fake-embed" for b in fake_openai.embedding_requests())
 

@@ -59,7 +59,7 @@ def test_fuse_rrf__bm25_ranks_only_chunks_that_share_a_word():
 def test_vocabulary__idf_weighs_rare_words_more_and_unseen_words_most():
     docs = {"a": _doc("a", "supervision training training")}
     chunks = [tokenize("supervision training"), tokenize("training"), tokenize("training hope")]
-    vocab = Vocabulary(docs, chunks)
+    vocab = Vocabulary.from_tokens(docs, chunks)
     assert vocab.idf("supervis") > vocab.idf("train")
     assert vocab.idf("unseen") > vocab.idf("supervis")
     assert vocab.knows_word("supervision") and not vocab.knows_word("salary")
@@ -68,7 +68,7 @@ def test_vocabulary__idf_weighs_rare_words_more_and_unseen_words_most():
 def test_vocabulary__names_documents_by_whole_alias_words():
     docs = {"fife": _doc("fife", "text", aliases=("Fife", "Fife review")),
             "qub": _doc("qub", "text", aliases=("QUB",))}
-    vocab = Vocabulary(docs, [])
+    vocab = Vocabulary.from_tokens(docs, [])
     assert vocab.mentioned_documents("What did the Fife review find?") == ["fife"]
     assert vocab.mentioned_documents("what does qub say") == ["qub"]
     assert vocab.mentioned_documents("Fifeshire and QUBE") == []

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from peerqa.answer.sentences import aims_allowed, flaws, list_items, quotable, quote_problems
+from peerqa.answer.sentences import aims_allowed, flaws, methods_allowed
+from peerqa.answer.units import list_items, quotable, quote_problems
 from peerqa.text import sentence_spans
 
 
@@ -27,7 +28,9 @@ def test_flaws__headings_contents_boilerplate_references_and_questions_are_never
     assert "contents" in _hard("Key publications – the big picture ..... 3")
     assert "boilerplate" in _hard("Copyright 2023 The Authors and the publishers of this work.")
     assert "boilerplate" in _hard("[Peer support roles in mental health](#) May 2016, Iriss")
-    assert "boilerplate" in _hard("Design/methodology/approach: First person narrative account.")
+    assert "boilerplate" in _hard("Practical implications: Managers may find this useful.")
+    assert "boilerplate" in _hard("More information about Peer Support Workers is also "
+                                  "available on the [HEE website](#).")
     assert "reference" in _hard("Pitt, V., Lowe, D. (2013). Consumer-providers of care. Cochrane"
                                 " Database of Systematic Reviews, 3(2), 1-20.")
     assert "question" in _hard("What do we know about peer workers in community teams?")
@@ -42,6 +45,34 @@ def test_flaws__an_article_aim_is_quoted_only_when_the_question_asks_about_the_r
     assert aims_allowed("Has anyone studied peer workers on wards?")
     assert aims_allowed("What was the review set up to find out?")
     assert not aims_allowed("What do inpatients think of having a peer worker on the ward?")
+
+
+def test_flaws__a_study_s_method_is_quoted_only_when_the_question_asks_how_it_was_done():
+    method = "DESIGN Data were gathered through a cross-sectional survey distributed online."
+    assert "method" in _hard(method)
+    spans = sentence_spans(method)
+    assert quotable(method, 0, spans, 0) is None
+    assert quotable(method, 0, spans, 0, allow_methods=True) is not None
+    assert methods_allowed("How did they gather their data?")
+    assert methods_allowed("How big was the survey?")
+    assert not methods_allowed("What do peer workers find hardest in the job?")
+    assert "aim" in _hard("This paper addresses a lack of research on risk in the peer role.")
+
+
+def test_quotable__a_sentence_pointing_at_what_follows_brings_it_or_is_not_quoted():
+    text = ("The following definitions capture the essence of peer support in services.\n\n"
+            "‘Peer support is mutual help between people with similar experiences’ (Gartner, "
+            "1982).\n\n‘… a system of giving and receiving help founded on respect’ (Mead, "
+            "2001).")
+    spans = sentence_spans(text)
+    unit = quotable(text, 0, spans, 0)
+    assert unit is not None and len(unit.items) == 2
+    assert text[unit.items[0][0] : unit.items[0][1]].startswith("‘Peer support is mutual")
+    alone = "The following definitions capture the essence of peer support in services."
+    assert _units(alone) == [None]
+    found = dict(quote_problems(text, [spans[0]]))
+    assert found[spans[0]] == frozenset({"list_without_items"})
+    assert quote_problems(text, list(unit.spans)) == []
 
 
 def test_quotable__a_fragment_that_starts_mid_thought_is_not_quoted():
@@ -102,3 +133,63 @@ def test_quote_problems__counts_flawed_quotes_and_accepts_a_list_with_its_items(
     assert set(found) == {heading, these}
     assert "heading" in found[heading] and "needs_previous" in found[these]
     assert quote_problems(text, [intro]) == [(intro, frozenset({"list_without_items"}))]
+
+
+def test_quotable__an_item_of_a_list_without_full_stops_is_quoted_as_a_bullet():
+    text = ("These include:\n\n"
+            "\t\tWorking one-to-one with people\n\n"
+            "\t\tSupporting people through transitions such as from hospital to home\n\n"
+            "\t\tBeing part of social prescribing initiatives that help people\n\n"
+            "Some roles combine several of these.")
+    spans = sentence_spans(text)
+    i = next(n for n, (a, _) in enumerate(spans) if text.startswith("Supporting", a))
+    unit = quotable(text, 0, spans, i)
+    assert unit is not None and unit.item
+    assert text[unit.start : unit.end].startswith("Supporting people through transitions")
+    assert quote_problems(text, [(unit.start, unit.end)]) == []
+    # Read in a passage that starts at the item, the document shows the list around it.
+    start = text.index("Supporting")
+    passage = text[start : text.index("\n\n", start)]
+    alone = quotable(passage, start, [(start, start + len(passage))], 0)
+    assert alone is None  # without the document, a lone line without a full stop is a heading
+    assert quotable(passage, start, [(start, start + len(passage))], 0, document=text)
+    # A heading between paragraphs is still never quoted.
+    headed = "Main findings about the pilot sites\n\nThe pilot helped many people recover."
+    assert _units(headed)[0] is None
+    assert quote_problems(headed, [(0, len("Main findings about the pilot sites"))])
+
+
+def test_quotable__a_bulleted_item_broken_over_two_lines_is_quoted_whole():
+    text = ("- A clearly identified national champion for peer support (the network provides "
+            "a national\n\nlead for peer support developments and this role should be "
+            "reinforced).\n- National facilitation of networks and learning sets.")
+    spans = sentence_spans(text)
+    unit = quotable(text, 0, spans, 0)
+    assert unit is not None and unit.item
+    assert text[unit.start : unit.end].endswith("should be reinforced).")
+    assert _units(text)[1] is None  # the rest alone is a fragment
+    assert quote_problems(text, [(unit.start, unit.end)]) == []
+
+
+def test_quotable__a_sentence_the_extraction_broke_off_is_not_quoted_from_its_middle():
+    text = ("The national workforce stocktake gave a detailed profile of all the staff employed "
+            "as Peer Support"
+            "\n\nWorkers employed within NHS mental health services and the associated delivery "
+            "context, including their pay and their grades.")
+    spans = sentence_spans(text)
+    second = next(i for i, (a, _) in enumerate(spans) if text.startswith("Workers", a))
+    assert "fragment" in flaws(text, *spans[second]).hard
+    assert quotable(text, 0, spans, second) is None
+    # A passage that starts there: its document shows the broken line before it.
+    start = spans[second][0]
+    passage = text[start:]
+    inner = [(a, b) for a, b in spans if a >= start]
+    assert quotable(passage, start, inner, 0) is not None
+    assert quotable(passage, start, inner, 0, document=text) is None
+
+
+def test_list_items__a_link_among_the_items_is_not_quoted_with_them():
+    text = ("The full report can be read at:\n\n- <http://www.example.org/report>.\n\n"
+            "Peer workers were welcomed by most service users.")
+    assert list_items(text, text.index(":") + 1) == []
+    assert _units(text)[0] is None

@@ -47,6 +47,14 @@ def test_tuning__saves_and_loads_whole(tmp_path):
         load_tuning(path)
 
 
+def test_tuning__a_matrix_is_written_a_row_per_line_and_reads_back_exactly(tmp_path):
+    matrix = [[0.1, -2.5e-07, 3.0], [1.0, 2.0, 0.333333333333]]
+    t = UNTUNED.with_section("adapter", {"u": matrix, "rank": 2, "on": True})
+    text = t.to_json()
+    assert "[0.1,-2.5e-07,3.0]" in text and "[1.0,2.0,0.333333333333]" in text
+    assert load_tuning(t.save(tmp_path / "t.json")) == t
+
+
 def test_folds__partition_the_items_the_same_way_every_time():
     items = _items(23)
     first = folds(items, 5)

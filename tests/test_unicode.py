@@ -43,6 +43,19 @@ def test_fold__leaves_plain_text_as_it_was_but_lower_case():
     assert fold("Peer Support Workers") == "peer support workers"
 
 
+def _fold_by_character(text: str) -> str:
+    """fold as first written: every combining mark dropped one character at a time."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", text).casefold()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_fold__equals_dropping_combining_marks_one_character_at_a_time(text):
+    assert fold(text) == (text.lower() if text.isascii() else _fold_by_character(text))
+
+
 @pytest.fixture
 def accented(tiny_corpus) -> Assistant:
     """The tiny corpus with one document written composed (NFC) and one decomposed (NFD)."""

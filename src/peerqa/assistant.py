@@ -188,7 +188,7 @@ class Assistant:
     @property
     def chunks(self) -> list[Chunk]:
         """The indexed passages of the live index, in corpus order."""
-        return self.retriever.chunks
+        return list(self.retriever.chunks)
 
     def expected_manifest(self) -> dict[str, Any]:
         """What the index must have been built from to be reused as it is."""
@@ -371,6 +371,12 @@ class Assistant:
         """How answers name each document: its short title, else its title."""
         return {d.doc_id: d.short_title or d.title for d in self.documents}
 
+    @property
+    def texts(self) -> dict[str, str]:
+        """Each document's stored text, by id: where a quote's context is read (whether a line
+        is an item of a list that runs beyond its passage)."""
+        return {d.doc_id: d.text for d in self.documents}
+
     def _extractive(
         self, question: str, hits: Sequence[Hit], terms: QuestionTerms, vocabulary: Vocabulary
     ) -> Answer:
@@ -385,6 +391,7 @@ class Assistant:
                 titles=self.titles,
                 meaning=self.meaning,
                 phrases=self.phrases,
+                texts=self.texts,
             )
 
     def _verdict(
@@ -396,7 +403,8 @@ class Assistant:
         s = self.settings
         chosen = choose(question, hits, terms, vocabulary,
                         max_sentences=s.max_sentences, max_list_sentences=s.max_list_sentences,
-                        titles=self.titles, meaning=self.meaning, phrases=self.phrases)
+                        titles=self.titles, meaning=self.meaning, phrases=self.phrases,
+                        texts=self.texts)
         return decide(chosen.assessment, self.thresholds, min_coverage=s.min_coverage)
 
     def assess(
@@ -408,8 +416,8 @@ class Assistant:
         s = self.settings
         return choose(question, hits, terms, vocabulary,
                       max_sentences=s.max_sentences, max_list_sentences=s.max_list_sentences,
-                      titles=self.titles,
-                      meaning=self.meaning, phrases=self.phrases).assessment
+                      titles=self.titles, meaning=self.meaning, phrases=self.phrases,
+                      texts=self.texts).assessment
 
     def _fall_back(
         self,

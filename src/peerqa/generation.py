@@ -1,12 +1,13 @@
 """One index generation on disk: its files and their records, its checks, its Chroma collection.
 
 A generation's manifest records what it holds: the size and sha256 of every file in its folder
-(whatever files a build writes, so new ones are covered without a change here) and the chromadb
-version that wrote it. Opening checks the sizes (and the hashes of Chroma's HNSW files, which
-its native code would crash on); ``Generation.verify(deep=True)``, run by ``peerqa index``,
-checks every hash, SQLite's own structure check and a probe query. Chroma writes to its SQLite
-file whenever it opens it (a lock row), so that one file is judged by SQLite and by the probe,
-not by its hash. Chroma's native code reports a panic on the process's
+(``records.py``; whatever files a build writes, so new ones are covered without a change here)
+and the chromadb version that wrote it. Opening checks the sizes; the hashes of Chroma's HNSW
+files, which its native code would crash on, are checked before Chroma first opens them (an
+embedded search never does: it scans ``vectors.npy``). ``Generation.verify(deep=True)``, run by
+``peerqa index``, checks every hash, SQLite's own structure check and a probe query. What a
+search reads (chunk, sentence and token vectors, the BM25 arrays) is memory-mapped, not loaded, and
+checked for shape and bounds when opened. Chroma's native code reports a panic on the process's
 stderr before Python sees the exception: every call that opens Chroma runs with stderr captured
 (``quietly``), and whatever Chroma raises becomes a one-line ``StoreError``.
 """
@@ -20,7 +21,6 @@ import importlib.metadata
 import json
 import logging
 import os
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -29,12 +29,24 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from tokenize import TokenError
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.request import pathname2url
 
 import numpy as np
 
 from .errors import IndexDamagedError, StoreError
+from .lexical import COUNTS_FILE, LEXICAL_DIR, Bm25Index, Counts
+from .records import MANIFEST, NATIVE_LOADED, file_problems
+from .tables import (
+    CHUNKS,
+    SENTENCE_FILES,
+    TABLE,
+    TOKEN_FILES,
+    ChunkList,
+    ChunkTable,
+    SentenceVectors,
+    TokenVectors,
+)
 from .types import Chunk
 
 if TYPE_CHECKING:
@@ -44,14 +56,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-MANIFEST = "manifest.json"
 COLLECTION_PREFIX = "peerqa-"
-_SCRATCH = ("-journal", "-wal", "-shm")  # SQLite's transient files: never recorded
-_ENGINE_WRITES = (".sqlite3",)  # files Chroma writes to as it reads
-# Chroma's native code loads its HNSW files whole and crashes the process (a segfault, measured
-# with chromadb 1.5) on a damaged one, so they are hashed at every open, not only in depth.
-_NATIVE_LOADED = "chroma/"
-_NUMPY_FAILURES = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+# What reading a damaged .npy/.npz raises (numpy parses the header with ast.literal_eval).
+_NUMPY_FAILURES = (OSError, ValueError, EOFError, KeyError, TypeError, MemoryError,
+                   SyntaxError, TokenError, zipfile.BadZipFile)
+VECTORS = "vectors.npy"
+OLD_SENTENCES = "sentences.npz"  # format 3's, read only for vectors worth reusing
+KEYS = "keys.json"
+"""The key of each embedded text (chunks, then sentences), by which a later build reuses it."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,89 +126,7 @@ def fatal(exc: BaseException) -> bool:
     return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
-# --------------------------------------------------------------------------- file records
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def file_records(folder: Path) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every file of a generation folder except its manifest."""
-    records: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if rel == MANIFEST or not path.is_file() or path.name.endswith(_SCRATCH):
-            continue
-        records[rel] = {"size": path.stat().st_size, "sha256": _sha256(path)}
-    return records
-
-
-def file_problems(folder: Path, records: dict[str, Any], deep: bool) -> list[str]:
-    """What differs between a folder's files and their records: sizes, and hashes when ``deep``
-    (always for the files Chroma's native code loads)."""
-    problems: list[str] = []
-    for rel, record in records.items():
-        path = folder / rel
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            problems.append(f"{rel} is missing")
-            continue
-        except OSError as e:
-            problems.append(f"{rel} is unreadable ({e.strerror or e})")
-            continue
-        if rel.endswith(_ENGINE_WRITES):
-            problem = _sqlite_problem(path) if deep else None
-            if problem:
-                problems.append(f"{rel} is damaged ({problem})")
-        elif size != record.get("size"):
-            problems.append(f"{rel} is {size:,} bytes, {record.get('size')} expected")
-        elif (deep or rel.startswith(_NATIVE_LOADED)) and _sha256(path) != record.get("sha256"):
-            problems.append(f"{rel} has changed since it was written")
-    return problems
-
-
-def _sqlite_problem(path: Path) -> str | None:
-    """SQLite's own structure check of a database, opened read-only."""
-    try:
-        con = sqlite3.connect(f"file:{pathname2url(str(path))}?mode=ro", uri=True)
-        try:
-            rows = con.execute("PRAGMA quick_check").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error as e:
-        return str(e)
-    return None if rows == [("ok",)] else str(rows[0][0] if rows else "no answer")
-
-
 # --------------------------------------------------------------------------- generations
-
-
-@dataclass(frozen=True, slots=True)
-class SentenceVectors:
-    """One vector per sentence of every chunk: its chunk's index, its document offsets."""
-
-    chunk: np.ndarray  # (n,) int32, index into the generation's chunks
-    spans: np.ndarray  # (n, 2) int32, document offsets of the sentence
-    vectors: np.ndarray  # (n, dim) float32, L2-normalised
-
-
-@dataclass(frozen=True, slots=True)
-class TokenVectors:
-    """The contextual vector of each content token of every chunk (late interaction): rows of
-    one chunk are contiguous, ``start[i]:start[i + 1]``."""
-
-    start: np.ndarray  # (chunks + 1,) int64, where each chunk's rows begin
-    vectors: np.ndarray  # (n, dim) float16, L2-normalised (to float16's precision)
-
-    def owner(self) -> np.ndarray:
-        """The chunk index of every row."""
-        return np.repeat(np.arange(len(self.start) - 1), np.diff(self.start))
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,19 +194,28 @@ class Generation:
         files = manifest.get("files")
         self.files: dict[str, Any] = files if isinstance(files, dict) else {}
         if strict:
-            problems = file_problems(path, self.files, deep=False)
+            problems = file_problems(path, self.files, deep=False, native=False)
             if problems:
                 raise self.damaged("; ".join(problems[:3]))
+        self.chunks: Sequence[Chunk] = []
+        self.table = ChunkTable([], np.zeros(0, np.int32), np.zeros((0, 2), np.int64),
+                                np.zeros(0, np.int64))
+        name = TABLE if (path / TABLE).exists() else CHUNKS
         try:
-            with open(path / "chunks.jsonl", encoding="utf-8") as f:
-                self.chunks = [Chunk(**json.loads(line)) for line in f if line.strip()]
-        except (OSError, ValueError, TypeError) as e:
+            if name == TABLE:  # format 4: chunks parsed when asked for
+                self.table = ChunkTable.load(path / TABLE)
+                self.chunks = ChunkList(path / CHUNKS, self.table, self.damaged)
+            else:
+                data = (path / CHUNKS).read_bytes()
+                self.chunks = [Chunk(**json.loads(line)) for line in data.splitlines()
+                               if line.strip()]
+                self.table = ChunkTable.of(self.chunks, data)
+        except _NUMPY_FAILURES as e:
             if strict:
-                raise self.damaged(f"chunks.jsonl: {reason(e)}") from e
-            self.chunks = []
+                raise self.damaged(f"{name}: {reason(e)}") from e
         if strict and len(self.chunks) != manifest.get("n_chunks", len(self.chunks)):
             raise self.damaged(
-                f"chunks.jsonl holds {len(self.chunks)} chunks, {manifest['n_chunks']} expected"
+                f"{CHUNKS} holds {len(self.chunks)} chunks, {manifest['n_chunks']} expected"
             )
 
     def damaged(self, problem: str) -> IndexDamagedError:
@@ -296,51 +235,112 @@ class Generation:
         return str(self.manifest.get("collection", COLLECTION_PREFIX + self.name))
 
     def vectors(self) -> np.ndarray:
+        """The chunk vectors, memory-mapped from ``vectors.npy``, one row per chunk."""
         try:
-            vectors: np.ndarray = np.load(self.path / "vectors.npy")
+            vectors: np.ndarray = np.load(self.path / VECTORS, mmap_mode="r")
         except _NUMPY_FAILURES as e:
-            raise self.damaged(f"vectors.npy: {reason(e)}") from e
+            raise self.damaged(f"{VECTORS}: {reason(e)}") from e
+        if vectors.ndim != 2:
+            raise self.damaged(f"{VECTORS} holds an array of {vectors.ndim} dimensions")
         return vectors
 
     def sentences(self) -> SentenceVectors | None:
-        """The sentence-level vectors of this generation (None for an index without them)."""
-        path = self.path / "sentences.npz"
-        if not path.exists():
+        """The sentence-level vectors of this generation, memory-mapped (None without them)."""
+        if not (self.path / SENTENCE_FILES["table"]).exists():
             return None
         try:
-            with np.load(path) as data:
-                return SentenceVectors(data["chunk"], data["spans"], data["vectors"])
+            return SentenceVectors.load(self.path, self.table.bounds if self.chunks else None)
         except _NUMPY_FAILURES as e:
-            raise self.damaged(f"sentences.npz: {reason(e)}") from e
+            raise self.damaged(f"sentence files: {reason(e)}") from e
 
     def tokens(self) -> TokenVectors | None:
-        """The chunks' token vectors (None for an index built without them)."""
-        path = self.path / "tokens.npz"
-        if not path.exists():
+        """The chunks' token vectors, memory-mapped (None for an index built without them)."""
+        if not (self.path / TOKEN_FILES["vectors"]).exists():
             return None
         try:
-            with np.load(path) as data:
-                return TokenVectors(data["start"], data["vectors"])
+            return TokenVectors.load(self.path, len(self.chunks))
         except _NUMPY_FAILURES as e:
-            raise self.damaged(f"tokens.npz: {reason(e)}") from e
+            raise self.damaged(f"token files: {reason(e)}") from e
 
-    def sound_vectors(self) -> tuple[np.ndarray | None, SentenceVectors | None]:
-        """The chunk and sentence vectors, each only if its file still has its recorded hash."""
-        def sound(name: str) -> bool:
-            record = self.files.get(name)
-            return record is not None and not file_problems(self.path, {name: record}, deep=True)
+    def sound_tokens(self) -> TokenVectors | None:
+        """The token vectors (memory-mapped) if their files still have their recorded hashes
+        and their starts are sound, else None: what a build may reuse."""
+        with contextlib.suppress(*_NUMPY_FAILURES):
+            if self.sound(*TOKEN_FILES.values()):
+                return TokenVectors.load(self.path, None)
+        return None
 
+    def lexical(self) -> Bm25Index:
+        """The BM25 index saved at build time, memory-mapped."""
+        try:
+            index = Bm25Index.load(self.path / LEXICAL_DIR)
+        except _NUMPY_FAILURES as e:
+            raise self.damaged(f"{LEXICAL_DIR}/: {reason(e)}") from e
+        problem = index.problem()
+        if index.size != len(self.chunks):
+            problem = f"it scores {index.size} chunks, not {len(self.chunks)}"
+        if problem:
+            raise self.damaged(f"{LEXICAL_DIR}/: {problem}")
+        return index
+
+    def counts(self) -> Counts:
+        """The vocabulary's counts saved at build time."""
+        try:
+            counts = Counts.load(self.path / COUNTS_FILE)
+        except (*_NUMPY_FAILURES, AttributeError) as e:
+            raise self.damaged(f"{COUNTS_FILE}: {reason(e)}") from e
+        if counts.chunks != len(self.chunks):
+            raise self.damaged(f"{COUNTS_FILE} counts {counts.chunks} chunks, not "
+                               f"{len(self.chunks)}")
+        return counts
+
+    def keys(self) -> tuple[list[str], list[str]]:
+        """The keys of the embedded texts: chunks', sentences' (empty when unreadable)."""
+        try:
+            data = json.loads((self.path / KEYS).read_bytes())
+        except FileNotFoundError:
+            data = self.manifest  # format 3 kept them in its manifest
+        except (OSError, ValueError):
+            return [], []
+        try:
+            return ([str(k) for k in data.get("text_keys") or []],
+                    [str(k) for k in data.get("sentence_keys") or []])
+        except (AttributeError, TypeError):
+            return [], []
+
+    def sound(self, *names: str) -> bool:
+        """Whether these files are recorded and still have their recorded hashes."""
+        records = {name: self.files.get(name) for name in names}
+        return all(records.values()) and not file_problems(self.path, records, deep=True)
+
+    def sound_vectors(self) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+        """The chunk vectors, and the sentence vector table with each sentence's row in it
+        (memory-mapped), each only if its files still have their recorded hashes."""
         vectors = sentences = None
-        with contextlib.suppress(StoreError):
-            vectors = self.vectors() if sound("vectors.npy") else None
-        with contextlib.suppress(StoreError):
-            sentences = self.sentences() if sound("sentences.npz") else None
+        with contextlib.suppress(*_NUMPY_FAILURES):
+            if self.sound(VECTORS):
+                vectors = np.load(self.path / VECTORS, mmap_mode="r")
+        with contextlib.suppress(*_NUMPY_FAILURES):
+            names = SENTENCE_FILES["table"], SENTENCE_FILES["rows"]
+            if self.sound(*names):
+                table, rows = (np.load(self.path / name, mmap_mode="r") for name in names)
+                sentences = table, rows
+            elif self.sound(OLD_SENTENCES):
+                with np.load(self.path / OLD_SENTENCES) as data:
+                    table = data["vectors"]
+                sentences = table, np.arange(len(table))
         return vectors, sentences
 
     @property
     def collection(self) -> Collection:
         with self._lock:
             if self._collection is None:
+                # Chroma's native code crashes on a damaged HNSW file: hashed before it loads.
+                native = {rel: record for rel, record in self.files.items()
+                          if rel.startswith(NATIVE_LOADED)}
+                problems = file_problems(self.path, native, deep=False)
+                if problems:
+                    raise self.damaged("; ".join(problems[:3]))
                 client = self.location.client(self.path / "chroma")
                 try:
                     collection = quietly(
@@ -365,42 +365,47 @@ class Generation:
         if client is not None:
             close_client(client)
 
-    def _scan(
-        self, vector: np.ndarray, doc_ids: Sequence[str] | None
-    ) -> list[tuple[str, float]]:
-        """Every chunk by cosine similarity, exactly, from this generation's vectors.npy."""
+    @property
+    def scans_locally(self) -> bool:
+        """Whether a search scans this generation's own vectors (embedded) rather than asking
+        a Chroma server."""
+        return not self.location.host
+
+    def similarities(self, vector: np.ndarray) -> np.ndarray:
+        """Every chunk's cosine similarity to ``vector``, exactly, from the memory-mapped
+        ``vectors.npy`` (Chroma's vectors, written by the same build): at 26,000 chunks about
+        the cost of one Chroma query, and neither chromadb nor its HNSW files are loaded."""
         with self._lock:
             if self._vectors is None:
                 vectors = self.vectors()
                 if len(vectors) != len(self.chunks):
-                    raise self.damaged(f"vectors.npy holds {len(vectors)} vectors for "
+                    raise self.damaged(f"{VECTORS} holds {len(vectors)} vectors for "
                                        f"{len(self.chunks)} chunks")
                 self._vectors = vectors
-        sims = self._vectors @ np.asarray(vector, dtype=np.float32)
-        rows = np.argsort(-sims, kind="stable")
-        if doc_ids:
-            wanted = set(doc_ids)
-            rows = rows[[self.chunks[i].doc_id in wanted for i in rows.tolist()]]
-        chunks = self.chunks
-        return [(chunks[i].chunk_id, s)
-                for i, s in zip(rows.tolist(), sims[rows].tolist(), strict=True)]
+        sims: np.ndarray = self._vectors @ np.asarray(vector, dtype=np.float32)
+        return sims
 
     def query(
         self, vector: np.ndarray, n: int, doc_ids: Sequence[str] | None = None
     ) -> list[tuple[str, float]]:
         """Nearest chunks to ``vector`` as (chunk_id, cosine similarity), best first.
 
-        When every chunk is asked for (a small corpus: the retriever asks for up to 1,000), the
-        answer is an exhaustive scan, which numpy does exactly over vectors.npy in well under a
-        millisecond, without starting embedded Chroma (importing chromadb alone costs ~0.5 s).
-        Otherwise, and always on a Chroma server, Chroma's index answers.
+        When every chunk is asked for in embedded mode, the answer is the exact scan of
+        ``similarities``, without starting embedded Chroma (importing chromadb alone costs
+        ~0.5 s). Otherwise, and always on a Chroma server, Chroma's index answers.
         """
         where: Any = {"doc_id": {"$in": list(doc_ids)}} if doc_ids else None
         n = min(n, len(self.chunks))
         if n <= 0:
             return []
-        if n == len(self.chunks) and not self.location.host:
-            return self._scan(vector, doc_ids)
+        if n == len(self.chunks) and self.scans_locally:
+            sims = self.similarities(vector)
+            rows = np.argsort(-sims, kind="stable")
+            if doc_ids:
+                codes = [i for i, d in enumerate(self.table.doc_ids) if d in set(doc_ids)]
+                rows = rows[np.isin(self.table.doc[rows], codes)]
+            return [(self.chunks[i].chunk_id, s)
+                    for i, s in zip(rows.tolist(), sims[rows].tolist(), strict=True)]
         collection = self.collection
         try:
             res = collection.query(
@@ -429,7 +434,7 @@ class Generation:
             count = quietly(lambda: self.collection.count())
             if count != len(self.chunks):
                 return f"Chroma holds {count} vectors, {len(self.chunks)} expected"
-            vector = np.load(self.path / "vectors.npy", mmap_mode="r")[0]
+            vector = np.load(self.path / VECTORS, mmap_mode="r")[0]
             found = quietly(lambda: self.query(np.asarray(vector), 1))
         except BaseException as e:
             if fatal(e):

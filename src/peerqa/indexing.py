@@ -2,8 +2,8 @@
 chunk's content tokens), write a generation.
 
 An index is reused while it was built from the same corpus, chunking settings and model (the
-generation's manifest records them); otherwise it is rebuilt, reusing the vectors of every text
-that has not changed (token vectors are made afresh: one more pass over the chunks).
+generation's manifest records them); otherwise it is rebuilt, reusing the vectors (and token
+vectors) of every text that has not changed.
 """
 
 from __future__ import annotations
@@ -20,11 +20,25 @@ from . import chunking
 from .corpus import Corpus
 from .embeddings import Embedder, token_embedder
 from .errors import StoreError
-from .store import FORMAT_VERSION, IndexStore, SentenceVectors, TokenVectors, chroma_version
-from .text import TOKENIZER_VERSION, sentence_spans
+from .generation import KEYS
+from .lexical import Bm25Index, Counts
+from .store import (
+    FORMAT_VERSION,
+    Generation,
+    IndexStore,
+    SentenceVectors,
+    TokenVectors,
+    chroma_version,
+    chunk_metadata,
+)
+from .text import TOKENIZER_VERSION, sentence_spans, tokenize
+from .types import Chunk, Document
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while an index is built."""
+TOKEN_BLOCK = 1024
+"""Chunks whose token vectors are read per call: each block's float32 states are stored as int8
+at once, so a build holds no more than one block's in float32."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +59,11 @@ class IndexInfo:
 def text_key(text: str) -> str:
     """The key a vector is stored under for reuse: a hash of the exact text embedded."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def chunking_key(doc: Document) -> str:
+    """What a document's chunks depend on besides the settings: its id, text and page breaks."""
+    return hashlib.sha1(f"{doc.doc_id}\0{doc.sha256}\0{list(doc.page_starts)}".encode()).hexdigest()
 
 
 class Indexer:
@@ -103,12 +122,16 @@ class Indexer:
             generation.close()
 
     def build(self, progress: Progress | None = None) -> None:
-        """Write a new generation and make it live. Call under the store's write lock."""
+        """Write a new generation and make it live. Call under the store's write lock.
+
+        Besides chunks and vectors, the generation gets what every process would otherwise
+        recompute on open: the BM25 index and the vocabulary's counts (from each chunk's
+        stemmed tokens), the sentence and token vectors as memory-mappable arrays.
+        """
         docs = self.corpus.documents
         by_id = {d.doc_id: d for d in docs}
-        chunks = chunking.chunk_corpus(
-            docs, target_words=self.chunk_target_words, max_words=self.chunk_max_words
-        )
+        base = self.store.latest_readable()
+        chunks = self._chunks(base)
         texts = [
             chunking.indexed_text(c, by_id[c.doc_id].title, by_id[c.doc_id].keywords)
             for c in chunks
@@ -120,62 +143,63 @@ class Indexer:
                 rows.append(i)
                 spans.append((a, b))
                 sentence_texts.append(doc_text[a:b])
-        reuse = self._previous_vectors()
-        vectors = self._embed(texts, reuse, "embedding", progress)
-        sentence_vectors = self._embed(sentence_texts, reuse, "sentences", progress)
-        tokens = self._embed_tokens(texts, progress)
-        metadatas = [
-            {"doc_id": c.doc_id, "section": c.section[:500], "start": c.start, "end": c.end}
-            for c in chunks
-        ]
-        manifest = {
-            **self.expected_manifest(),
-            "text_keys": [text_key(t) for t in texts],
-            "sentence_keys": [text_key(t) for t in sentence_texts],
-        }
+        if base is not None and base.manifest.get("embedder") != self.embedder.name:
+            base = None
+        reuse = self._previous_vectors(base)
+        text_keys = [text_key(t) for t in texts]
+        sentence_keys = [text_key(t) for t in sentence_texts]
+        vectors = self._embed(texts, text_keys, reuse, "embedding", progress)
+        sentence_vectors = self._embed(sentence_texts, sentence_keys, reuse, "sentences",
+                                       progress)
+        token_vectors = self._embed_tokens(texts, text_keys, base, progress)
+        tokens = [tokenize(t) for t in texts]
+        manifest = {**self.expected_manifest(),
+                    "chunked": {d.doc_id: chunking_key(d) for d in docs}}
         self.store.write_generation(
-            manifest, chunks, vectors, metadatas,
+            manifest, chunks, vectors, [chunk_metadata(c) for c in chunks],
             progress=_stored_counter(progress, len(chunks)),
-            sentences=SentenceVectors(
+            sentences=SentenceVectors.of(
                 np.asarray(rows, dtype=np.int32),
                 np.asarray(spans, dtype=np.int32).reshape(-1, 2),
                 sentence_vectors,
             ),
-            tokens=tokens,
+            lexical=Bm25Index.build(tokens),
+            counts=Counts.of(docs, tokens),
+            keys=(text_keys, sentence_keys),
+            base=base,
+            tokens=token_vectors,
         )
 
-    def _embed_tokens(self, texts: list[str], progress: Progress | None) -> TokenVectors | None:
-        """Every chunk's content-token vectors (what the retrievers see of it), when the
-        embedder gives them; float16 halves their size at no measured cost."""
-        if self._tokens is None:
-            return None
-        total = len(texts)
-        done = [0]
-        if progress:
-            progress("tokens", 0, total)
-
-        def step(n: int) -> None:
-            done[0] += n
-            if progress:
-                progress("tokens", done[0], total)
-
-        found = self._tokens.embed_tokens(texts, progress=step) if texts else []
-        start = np.cumsum([0, *(len(t) for t in found)]).astype(np.int64)
-        rows = [t for t in found if len(t)]
-        vectors = (np.concatenate(rows) if rows else
-                   np.zeros((0, self.embedder.dim), np.float32)).astype(np.float16)
-        return TokenVectors(start, vectors)
+    def _chunks(self, base: Generation | None) -> list[Chunk]:
+        """Every document's chunks, in corpus order. A document whose text and page breaks are
+        those ``base`` chunked, with the same chunker and sizes, keeps its chunks (chunking 500
+        documents takes 2 s; adding one should not)."""
+        previous: dict[str, list[Chunk]] = {}
+        chunked: dict[str, Any] = {}
+        if base is not None and base.sound("chunks.jsonl") and all(
+            base.manifest.get(k) == v for k, v in self.expected_manifest().items()
+            if k in ("chunker", "tokenizer", "chunk_target_words", "chunk_max_words")
+        ):
+            chunked = base.manifest.get("chunked") or {}
+            for c in base.chunks:
+                previous.setdefault(c.doc_id, []).append(c)
+        out: list[Chunk] = []
+        for d in self.corpus.documents:
+            kept = previous.get(d.doc_id) if chunked.get(d.doc_id) == chunking_key(d) else None
+            out.extend(kept if kept is not None else chunking.chunk_document(
+                d, target_words=self.chunk_target_words, max_words=self.chunk_max_words))
+        return out
 
     def _embed(
-        self, texts: list[str], reuse: dict[str, np.ndarray], stage: str,
+        self, texts: list[str], keys: list[str], reuse: dict[str, np.ndarray], stage: str,
         progress: Progress | None,
     ) -> np.ndarray:
-        """Vectors for ``texts``: each distinct text embedded once, known ones reused.
+        """Vectors for ``texts`` (whose keys are ``keys``): each distinct text embedded once,
+        known ones reused.
 
         Vectors computed here join ``reuse``, so a later stage (sentences after chunks) reuses
         them too. Progress counts texts, duplicates included.
         """
-        keys = [text_key(t) for t in texts]
         todo: dict[str, str] = {}  # key -> text, first occurrence, in order
         for key, t in zip(keys, texts, strict=True):
             if key not in reuse and key not in todo:
@@ -205,23 +229,77 @@ class Indexer:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([reuse[key] for key in keys]).astype(np.float32, copy=False)
 
-    def _previous_vectors(self) -> dict[str, np.ndarray]:
-        """Vectors of the live generation by text, reused when the model is the same.
+    def _embed_tokens(
+        self, texts: list[str], keys: list[str], base: Generation | None,
+        progress: Progress | None,
+    ) -> TokenVectors | None:
+        """Every chunk's content-token vectors (of what the retrievers see of it), when the
+        embedder gives them: each distinct text read once, those of ``base`` (made the same
+        way, files sound) reused; stored as int8 with a scale per row (``TokenVectors``)."""
+        if self._tokens is None:
+            return None
+        previous = self._previous_tokens(base)
+        todo: dict[str, str] = {}
+        for key, t in zip(keys, texts, strict=True):
+            if key not in previous and key not in todo:
+                todo[key] = t
+        copies = Counter(keys)
+        done = len(texts) - sum(copies[key] for key in todo)
+        if progress:
+            progress("tokens", done, len(texts))
+        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        order = list(todo)
+        for begin in range(0, len(order), TOKEN_BLOCK):
+            block = order[begin : begin + TOKEN_BLOCK]
+            for key, x in zip(block, self._tokens.embed_tokens([todo[key] for key in block]),
+                              strict=True):
+                stored = TokenVectors.of(np.array([0, len(x)]), x)
+                found[key] = stored.vectors, stored.scale
+            done += sum(copies[key] for key in block)
+            if progress:
+                progress("tokens", done, len(texts))
+        parts = [found[key] if key in found else previous[key] for key in keys]
+        start = np.cumsum([0, *(len(v) for v, _ in parts)]).astype(np.int64)
+        if not parts:
+            return TokenVectors(start, np.zeros((0, self.embedder.dim), np.int8),
+                                np.zeros(0, np.float32))
+        return TokenVectors(start, np.concatenate([np.asarray(v) for v, _ in parts]),
+                            np.concatenate([np.asarray(s) for _, s in parts]))
+
+    def _previous_tokens(
+        self, gen: Generation | None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each chunk's token vectors in ``gen`` by its text's key (memory-mapped views), when
+        they were made as this embedder makes them and their files are sound."""
+        if gen is None or self._tokens is None \
+                or gen.manifest.get("tokens") != self._tokens.token_version:
+            return {}
+        tokens = gen.sound_tokens()
+        keys_sound = KEYS not in gen.files or gen.sound(KEYS)
+        chunk_keys = gen.keys()[0] if keys_sound else []
+        if tokens is None or len(chunk_keys) != len(tokens.start) - 1:
+            return {}
+        return {key: tokens.rows(i) for i, key in enumerate(chunk_keys)}
+
+    def _previous_vectors(self, gen: Generation | None) -> dict[str, np.ndarray]:
+        """Vectors of an earlier generation (the live one, made with this model) by text.
 
         Only files that still have their recorded hashes are read, so a damaged generation
-        gives what is sound in it and nothing else.
+        gives what is sound in it and nothing else. The vectors stay memory-mapped: only the
+        rows a build uses are read.
         """
-        gen = self.store.latest_readable()
-        if gen is None or gen.manifest.get("embedder") != self.embedder.name:
+        if gen is None:
             return {}
         vectors, sentences = gen.sound_vectors()
+        keys_sound = KEYS not in gen.files or gen.sound(KEYS)
+        chunk_keys, sentence_keys = gen.keys() if keys_sound else ([], [])
         found: dict[str, np.ndarray] = {}
-        keys = gen.manifest.get("text_keys") or []
-        if vectors is not None and len(keys) == len(vectors):
-            found.update(zip(keys, vectors, strict=True))
-        keys = gen.manifest.get("sentence_keys") or []
-        if sentences is not None and len(keys) == len(sentences.vectors):
-            found.update(zip(keys, sentences.vectors, strict=True))
+        if vectors is not None and len(chunk_keys) == len(vectors):
+            found.update(zip(chunk_keys, np.asarray(vectors), strict=True))
+        if sentences is not None and len(sentence_keys) == len(sentences[1]):
+            table = np.asarray(sentences[0])
+            found.update((key, table[row]) for key, row in
+                         zip(sentence_keys, np.asarray(sentences[1]).tolist(), strict=True))
         return found
 
 

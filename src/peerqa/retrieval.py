@@ -2,8 +2,11 @@
 
 Both retrievers see each chunk with its document title, the names the document goes by and its
 section in front (``indexed_text``). Three signals are computed for every searchable chunk:
-BM25, the chunk vector's cosine similarity (Chroma) and its best-matching sentence's (sentence
-vectors live beside the chunks in the generation and are searched exhaustively in numpy). A
+BM25 (``lexical.LexicalIndex``, saved at build time), the chunk vector's cosine similarity (an
+exact scan of the generation's memory-mapped vectors, or Chroma's answer on a server) and its
+best-matching sentence's (sentence vectors live beside the chunks in the generation, memory-mapped,
+and are searched exhaustively in numpy). Opening a generation computes nothing per chunk in
+Python, and a search's Python work does not grow with the corpus. A
 fusion function, chosen by name, combines them: ``zscore`` standardises each signal over the
 searchable chunks and adds them with weights (0.25, 0.45, 0.3 by default); ``rrf`` adds
 weighted reciprocal ranks. With a local model, late interaction (``late.py``: each content word
@@ -29,16 +32,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import bm25s
 import numpy as np
 
 from .chunking import indexed_text
 from .embeddings import Embedder, token_embedder
 from .late import LateInteraction
+from .lexical import Counts, LexicalIndex
 from .ranking import DEPTH as RANKED
 from .ranking import Adapter, Calibration, SectionPull, section_groups
 from .store import Generation
-from .text import sentence_spans, tokenize, words
+from .tables import ALIGN
+from .text import sentence_spans, tokenize
 from .tuning import Tuning
 from .types import Chunk, Document, Passage
 
@@ -52,24 +56,23 @@ DEPTH = 1000
 class Vocabulary:
     """The corpus as the answering side needs it: idf over chunks, known words, named documents."""
 
-    def __init__(
-        self, documents: Mapping[str, Document], chunk_tokens: Sequence[Sequence[str]]
-    ) -> None:
-        self._n = len(chunk_tokens)
-        df: dict[str, int] = {}
-        for toks in chunk_tokens:
-            for t in set(toks):
-                df[t] = df.get(t, 0) + 1
-        self._df = df
-        self._words = {
-            w for d in documents.values() for w in words(f"{d.text} {' '.join(d.keywords)}")
-        }
+    def __init__(self, documents: Mapping[str, Document], counts: Counts) -> None:
+        self._n = counts.chunks
+        self._df = counts.df
+        self._words = counts.words
         self._alias_patterns = {
             d.doc_id: re.compile(
                 r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in d.aliases) + r")(?![\w-])", re.I
             )
             for d in documents.values() if d.aliases
         }
+
+    @classmethod
+    def from_tokens(
+        cls, documents: Mapping[str, Document], chunk_tokens: Sequence[Sequence[str]]
+    ) -> Vocabulary:
+        """The vocabulary of these documents and their chunks' stemmed tokens."""
+        return cls(documents, Counts.of(documents.values(), chunk_tokens))
 
     def idf(self, token: str) -> float:
         """Inverse chunk frequency of a stemmed token; unseen tokens weigh the most."""
@@ -128,18 +131,27 @@ def _order(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     return candidates[np.argsort(-scores[candidates], kind="stable")]
 
 
+def top(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` best candidates, best first: the first ``k`` of ``_order`` (ties in candidate
+    order), without sorting them all. ``candidates`` must be in increasing order."""
+    if len(candidates) <= k:
+        return _order(scores, candidates)
+    values = -scores[candidates]
+    kth = np.partition(values, k - 1)[k - 1]
+    return _order(scores, candidates[values <= kth])[:k]  # ties at the k-th all stay in
+
+
 def fuse_rrf(s: Signals, w: Weights) -> np.ndarray:
     """Weighted reciprocal-rank fusion; BM25 ranks only the chunks sharing a word with the query."""
     candidates = np.flatnonzero(s.mask)
     fused = np.zeros(len(s.mask), dtype=np.float64)
-    for r, i in enumerate(_order(s.bm25, candidates)):
-        if s.bm25[i] > 0:
-            fused[i] += w.bm25 / (w.rrf_k + r + 1)
-    for r, i in enumerate(_order(s.dense, candidates)):
-        fused[i] += w.dense / (w.rrf_k + r + 1)
+    ranks = np.arange(1, len(candidates) + 1, dtype=np.float64) + w.rrf_k
+    order = _order(s.bm25, candidates)
+    shared = s.bm25[order] > 0
+    fused[order[shared]] += w.bm25 / ranks[shared]
+    fused[_order(s.dense, candidates)] += w.dense / ranks
     if s.sentence is not None:
-        for r, i in enumerate(_order(s.sentence, candidates)):
-            fused[i] += w.sentence / (w.rrf_k + r + 1)
+        fused[_order(s.sentence, candidates)] += w.sentence / ranks
     return fused
 
 
@@ -178,8 +190,10 @@ class Ranking:
     scores: np.ndarray
     """The fused score of each (with the mention boost)."""
     sentence_sims: np.ndarray | None
-    """Every sentence's cosine similarity to the query's own vector (not the adapted one: the
-    answerers' thresholds are set on plain cosines)."""
+    """Sentence cosine similarities to the query's own vector (not the adapted one: the
+    answerers' thresholds are set on plain cosines), one per sentence of the generation; with
+    the fitted adapter in use, only those of the sentences of ``chunks`` (and a few more) are
+    computed, NaN elsewhere."""
 
 
 QUERY_CACHE = 512
@@ -210,29 +224,30 @@ class Retriever:
         self.generation = generation
         self.embedder = embedder
         self.documents = documents
-        self.chunks: list[Chunk] = generation.chunks
+        self.chunks: Sequence[Chunk] = generation.chunks
         self.fusion = fusion
         self.weights = Weights(bm25_weight, dense_weight, sentence_weight, rrf_k)
         self.tokens_weight = tokens_weight
         self.mention_boost = mention_boost
         self.depth = depth
-        self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
-        self._indexed = [self._indexed_text(c) for c in self.chunks]
+        self._row: dict[str, int] | None = None  # chunk id -> row, for a Chroma server's answers
+        self._doc_code = generation.table.doc  # each chunk's document, as a code
+        self._codes = {d: i for i, d in enumerate(generation.table.doc_ids)}
         self.sentences = generation.sentences()
-        self._sentence_rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(self.chunks)
+        self._sentence_order: np.ndarray | None = None
+        self._sentence_bounds = np.zeros(len(self.chunks) + 1, dtype=np.int64)
         if self.sentences is not None:
-            order = np.argsort(self.sentences.chunk, kind="stable")
-            bounds = np.searchsorted(self.sentences.chunk[order], np.arange(len(self.chunks) + 1))
-            self._sentence_rows = [
-                order[bounds[i] : bounds[i + 1]] for i in range(len(self.chunks))
-            ]
-        corpus_tokens = [tokenize(t) for t in self._indexed]
-        self._bm25 = bm25s.BM25()
-        self._bm25.index(corpus_tokens, show_progress=False)
-        self._bm25_vocab = self._bm25.vocab_dict
-        self._doc_of = np.array([c.doc_id for c in self.chunks])
-        self._section_of = section_groups([(c.doc_id, c.section) for c in self.chunks])
-        self.vocabulary = Vocabulary(documents, corpus_tokens)
+            chunk = np.asarray(self.sentences.chunk)
+            if len(chunk) > 1 and bool((chunk[1:] < chunk[:-1]).any()):
+                self._sentence_order = np.argsort(chunk, kind="stable")
+                chunk = chunk[self._sentence_order]
+            self._sentence_bounds = np.searchsorted(chunk, np.arange(len(self.chunks) + 1))
+        self.lexical: LexicalIndex = generation.lexical()
+        self.vocabulary = Vocabulary(documents, generation.counts())
+        # Each chunk's section, for the section pull: in the chunk table (format 5), else read
+        # from the chunks themselves.
+        self._section_of = generation.table.section if generation.table.section is not None \
+            else section_groups([(c.doc_id, c.section) for c in self.chunks])
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         # Late interaction needs the chunks' token vectors and an embedder that reads a query's.
         tokens = generation.tokens() if tokens_weight else None
@@ -261,17 +276,18 @@ class Retriever:
         view._tune(tuning)
         return view
 
-    def _indexed_text(self, chunk: Chunk) -> str:
+    def indexed(self, i: int) -> str:
+        """What the retrievers saw of chunk ``i``: title, document names and section first."""
+        chunk = self.chunks[i]
         doc = self.documents.get(chunk.doc_id)
         if doc is None:
             return indexed_text(chunk, chunk.doc_id)
         return indexed_text(chunk, doc.title, doc.keywords)
 
-    def _bm25_scores(self, query_tokens: Sequence[str]) -> np.ndarray:
-        known = [t for t in query_tokens if t in self._bm25_vocab]
-        if not known:
-            return np.zeros(len(self.chunks), dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(known), dtype=np.float32)
+    def _in(self, doc_ids: Sequence[str]) -> np.ndarray:
+        """Which chunks belong to these documents."""
+        codes = [self._codes[d] for d in doc_ids if d in self._codes]
+        return np.isin(self._doc_code, np.array(codes, dtype=np.int32))
 
     def embed(self, query: str) -> np.ndarray:
         """The embedder's own vector of ``query`` (cached: the eval and the fitters ask twice)."""
@@ -295,27 +311,67 @@ class Retriever:
         vector = self.embed(query)
         return self.adapter.apply(vector) if self.adapter else vector
 
+    def _dense(self, vector: np.ndarray, doc_ids: Sequence[str] | None) -> np.ndarray:
+        """Every chunk's cosine similarity: exact in embedded mode; from a Chroma server, its
+        ``depth`` nearest, the rest given the least of those."""
+        if self.generation.scans_locally:
+            return np.asarray(self.generation.similarities(vector), dtype=np.float32)
+        n = len(self.chunks)
+        found = self.generation.query(vector, min(n, self.depth), doc_ids)
+        dense = np.full(n, min((s for _, s in found), default=0.0), dtype=np.float32)
+        if self._row is None:
+            self._row = {c.chunk_id: i for i, c in enumerate(self.chunks)}
+        pairs = [(self._row[c], s) for c, s in found if c in self._row]
+        if pairs:
+            rows, sims = zip(*pairs, strict=True)
+            dense[list(rows)] = sims
+        return dense
+
     def signals(
         self, query: str, doc_ids: Sequence[str] | None, query_vector: np.ndarray | None = None
     ) -> tuple[Signals, np.ndarray | None]:
         """Every chunk's score from each retriever, and every sentence's similarity."""
         n = len(self.chunks)
-        mask = np.isin(self._doc_of, list(doc_ids)) if doc_ids else np.ones(n, bool)
-        bm25 = self._bm25_scores(tokenize(query))
+        mask = self._in(doc_ids) if doc_ids else np.ones(n, bool)
+        bm25 = self.lexical.scores(tokenize(query))
         vector = self.query_vector(query) if query_vector is None else query_vector
-        found = self.generation.query(vector, min(n, self.depth), doc_ids)
-        dense = np.full(n, min((s for _, s in found), default=0.0), dtype=np.float32)
-        for chunk_id, sim in found:
-            i = self._row.get(chunk_id)
-            if i is not None:
-                dense[i] = sim
+        dense = self._dense(vector, doc_ids)
         best_sentence = None
         sentence_sims = None
-        if self.sentences is not None and len(self.sentences.vectors):
+        if self.sentences is not None and len(self.sentences.rows):
             best_sentence = np.full(n, -1.0, dtype=np.float32)
-            sentence_sims = self.sentences.vectors @ np.asarray(vector, dtype=np.float32)
+            table = self.sentences.table @ np.asarray(vector, dtype=np.float32)
+            sentence_sims = table[self.sentences.rows]  # each distinct sentence computed once
             np.maximum.at(best_sentence, self.sentences.chunk, sentence_sims)
         return Signals(bm25, dense, best_sentence, mask), sentence_sims
+
+    def _sentence_rows(self, i: int) -> np.ndarray:
+        """The sentence rows of chunk ``i``, in document order."""
+        a, b = int(self._sentence_bounds[i]), int(self._sentence_bounds[i + 1])
+        if self._sentence_order is None:
+            return np.arange(a, b)
+        return self._sentence_order[a:b]
+
+    def _sims_of(self, vector: np.ndarray, chunks: np.ndarray) -> np.ndarray | None:
+        """Sentence similarities to ``vector``, computed for the sentences of ``chunks`` (and
+        any sharing their vectors' blocks; NaN elsewhere).
+
+        The product runs over the aligned blocks of 64 table rows that hold those sentences'
+        vectors: each value equals, bit for bit, what the product over the whole table gives
+        (``tables.ALIGN``; checked by a test).
+        """
+        if self.sentences is None:
+            return None
+        table, sentence_rows = self.sentences.table, self.sentences.rows
+        out = np.full(len(table), np.nan, dtype=np.float32)
+        rows = [self._sentence_rows(int(i)) for i in chunks]
+        if rows:
+            q = np.asarray(vector, dtype=np.float32)
+            needed = np.asarray(sentence_rows[np.concatenate(rows)])
+            for b in np.unique(needed // ALIGN).tolist():
+                out[ALIGN * b : ALIGN * (b + 1)] = table[ALIGN * b : ALIGN * (b + 1)] @ q
+        sims: np.ndarray = out[sentence_rows]
+        return sims
 
     def rank(
         self,
@@ -335,20 +391,25 @@ class Retriever:
         """
         raw = self.embed(query) if query_vector is None else query_vector
         vector = self.adapter.apply(raw) if self.adapter else raw
-        signals, sims = self.signals(query, doc_ids, vector)
-        if sims is not None and vector is not raw and self.sentences is not None:
-            sims = self.sentences.vectors @ np.asarray(raw, dtype=np.float32)
-        fused = FUSIONS[self.fusion](signals, self.weights)
+        # A damaged array (its size intact until `peerqa index` checks hashes) may hold
+        # values that overflow: no warning is printed, the check below reports it in one line.
+        with np.errstate(over="ignore", invalid="ignore"):
+            signals, sims = self.signals(query, doc_ids, vector)
+            fused = FUSIONS[self.fusion](signals, self.weights)
         if mentioned is None:
             mentioned = self.vocabulary.mentioned_documents(query)
         if mentioned and self.mention_boost:
             unit = MENTION_SCALE[self.fusion](self.weights)
-            fused = fused + self.mention_boost * unit * np.isin(self._doc_of, list(mentioned))
+            fused = fused + self.mention_boost * unit * self._in(mentioned)
         if self.late is not None and self.tokens_weight:
             unit = MENTION_SCALE[self.fusion](self.weights)
             fused = self.late.rerank(query, fused, signals.mask, self.tokens_weight * unit)
         fused = self.pull.apply(fused, self._section_of)
-        chunks = _order(fused, np.flatnonzero(signals.mask))[:RANKED]
+        chunks = top(fused, np.flatnonzero(signals.mask), RANKED)
+        if not np.isfinite(fused[chunks]).all():
+            raise self.generation.damaged("a stored vector or BM25 score is not a number")
+        if sims is not None and vector is not raw:
+            sims = self._sims_of(raw, chunks)
         return Ranking(chunks, fused[chunks].astype(np.float64), sims)
 
     def search(
@@ -391,7 +452,7 @@ class Retriever:
             page=doc.page_at(c.start) if doc else None,
             relevance=round(relevance, 4),
         )
-        return Hit(passage, self._indexed[i], self._sentences_of(i, c, sims))
+        return Hit(passage, self.indexed(i), self._sentences_of(i, c, sims))
 
     def _sentences_of(
         self, i: int, chunk: Chunk, sims: np.ndarray | None
@@ -400,7 +461,7 @@ class Retriever:
         if sims is None or self.sentences is None:
             spans = sentence_spans(chunk.text)
             return tuple((chunk.start + a, chunk.start + b, 0.0) for a, b in spans)
-        rows = self._sentence_rows[i]
-        spans = self.sentences.spans[rows]
-        pairs = zip(spans, rows, strict=True)
-        return tuple((int(a), int(b), float(sims[r])) for (a, b), r in pairs)
+        rows = self._sentence_rows(i)
+        pairs = zip(np.asarray(self.sentences.spans[rows]).tolist(), sims[rows].tolist(),
+                    strict=True)
+        return tuple((int(a), int(b), float(sim)) for (a, b), sim in pairs)

@@ -114,7 +114,11 @@ def fold(text: str) -> str:
     if text.isascii():
         return text.lower()
     text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text))
-    text = "".join(c for c in text if not unicodedata.combining(c))
+    # Combining marks removed by one translate over the distinct characters (a loop over every
+    # character took 0.6 s of a 100x corpus's 1 s).
+    marks = {ord(c): None for c in set(text) if unicodedata.combining(c)}
+    if marks:
+        text = text.translate(marks)
     return unicodedata.normalize("NFC", text).casefold()
 
 

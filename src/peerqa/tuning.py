@@ -10,6 +10,7 @@ comes from fitting and scoring on the same items.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,24 @@ class Tuning:
         return Tuning({k: v for k, v in self.sections.items() if k != name}, self.fitted_on)
 
     def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, "fitted_on": self.fitted_on,
-                           "sections": self.sections}, indent=1, sort_keys=True) + "\n"
+        """Indented JSON with each list of numbers on one line (a matrix: a row per line)."""
+        rows: list[str] = []
+
+        def inline(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: inline(v) for k, v in value.items()}
+            if isinstance(value, list):
+                if value and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                 for x in value):
+                    rows.append(json.dumps(value, separators=(",", ":")))
+                    return f"\0{len(rows) - 1}\0"
+                return [inline(v) for v in value]
+            return value
+
+        data = inline({"format": FORMAT, "fitted_on": self.fitted_on, "sections": self.sections})
+        text = json.dumps(data, indent=1, sort_keys=True)
+        text = re.sub(r'"\\u0000(\d+)\\u0000"', lambda m: rows[int(m.group(1))], text)
+        return text + "\n"
 
     def save(self, path: str | Path) -> Path:
         """Write atomically: a half-written file never replaces a good one."""

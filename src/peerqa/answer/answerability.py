@@ -25,10 +25,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol
+from typing import Any
 
 from ..retrieval import Vocabulary
 from ..text import tokenize, words
+from .focus import heads as focus_heads
+from .focus import near
+from .gaps import ASKING_WORDS, FRAME, OF_A_THING, content_words, gap, join
+from .meaning import Meaning
 from .question import QuestionTerms, asked_types, counts, holds_type
 
 SECTION = "answerability"
@@ -37,16 +41,6 @@ MEANING_CAP = 0.6
 TERM_FLOOR = 0.5
 """Terms rarer than this (idf) are gathered; ``common_idf`` then chooses among them."""
 
-# Words that frame what is asked rather than name what it is about.
-FRAME = frozenset(tokenize(
-    "many long often much year years exact exactly roughly approximately usually typical "
-    "typically actual actually specific total date number numbers percentage proportion rate "
-    "rates ratio figure amount size level whether anything something somebody anyone someone "
-    "get got make made find found give given recommend recommended suggest suggested mean "
-    "kind type good best main key important different difference differ compare compared "
-    "agree disagree both same thing things say said according besides apart overall ok okay "
-    "tell whether"
-))
 # "fortnightly or monthly?": an either-or question names the answers it will accept.
 _ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
 _WORDS = re.compile(r"[A-Za-z0-9]+(?:['’][a-z]+)?")
@@ -154,6 +148,15 @@ class Assessment:
     passage_coverage: tuple[float, float] = (1.0, 1.0)
     """Weighted share of the question the best three passages cover: together, and the best
     one alone (the ``min_coverage`` setting's check)."""
+    forms: tuple[str, ...] = ()
+    """Words of the question the corpus never uses as asked but does in another form
+    ("disclosing": "disclosure"); the missing line says the passages found lack them, not the
+    documents."""
+    heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """For each figure of a thing asked for (pay, papers), the words naming the thing that
+    carry most of the question ("salary" of "starting salary"; ``focus.heads``)."""
+    near: dict[str, bool] = field(default_factory=dict)
+    """For each of those, whether a chosen sentence is about the thing (``focus.near``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,10 @@ class Verdict:
     topic: str = ""
     silent: tuple[str, ...] = ()
     """Named documents that hold no evidence on the question."""
+    focus: tuple[str, ...] = ()
+    """Words of what is missing that the nearest evidence must be about ("starting", "salary"
+    of "the starting salary"): the figure asked for, the words the evidence lacks (never a
+    name the corpus does not use, which nothing can be near)."""
 
 
 def naming_stems(question: str, vocabulary: Vocabulary) -> set[str]:
@@ -214,14 +221,23 @@ def _used(term: Term, tokens: frozenset[str], text: str) -> bool:
     return bool(re.search(spaced, text.lower()))
 
 
+_SPACES = re.compile(r"\s+")
+
+
 class Phrases:
     """Whether the corpus uses a phrase: its documents' text, lower-cased, white space folded."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        self._text = " \n ".join(" ".join(t.lower().split()) for t in texts)
+        # As UTF-8 bytes: half the memory of a str holding any non-Latin-1 character (15 MB
+        # at 100 times the bundled corpus), and one string is in another exactly when its
+        # UTF-8 bytes are in the other's. White space is folded by one substitution rather
+        # than a split into millions of words (the same characters count as white space).
+        self._text = b" \n ".join(_SPACES.sub(" ", t.lower()).strip().encode("utf-8")
+                                  for t in texts)
 
     def __contains__(self, phrase: object) -> bool:
-        return isinstance(phrase, str) and " ".join(phrase.lower().split()) in self._text
+        return (isinstance(phrase, str)
+                and " ".join(phrase.lower().split()).encode("utf-8") in self._text)
 
 
 # A name of several words: "Access to Work", "Sharing the Vision", "Recovery Star".
@@ -245,7 +261,7 @@ def unknown_names(
     for m in _NAME.finditer(question):
         if m.start() in starts:
             continue  # a sentence's first word is capitalised anyway
-        word = m.group(0)
+        word = _POSSESSIVE.sub("", m.group(0))  # "Highland's" is a name, "Highland"
         parts = [p for p in re.split(r"[-'’&]", word.lower()) if p]
         if word.lower() in _GENERAL_NAMES or not parts:
             continue
@@ -260,20 +276,10 @@ def unknown_names(
             if len(name.split()) < 2 or name in phrases or any(name in f or f in name
                                                                for f in found):
                 continue
+            if set(tokenize(name)) <= naming_stems(name, vocabulary):
+                continue  # "the Iriss Insight": a document's own name, whatever its text says
             found.append(name)
     return found
-
-
-class Meaning(Protocol):
-    """Words compared by meaning (``answer.meaning.WordMeaning`` is one)."""
-
-    def __call__(self, terms: Sequence[str], words: Sequence[str]) -> list[float]:
-        """For each term, its best similarity to any of ``words``."""
-        ...
-
-    def focus(self, question: str, terms: Sequence[str]) -> list[float]:
-        """For each term, how much of the question's meaning goes with it."""
-        ...
 
 
 FOCUS_CANDIDATES = 4
@@ -305,8 +311,8 @@ def assess(
     }
     counted = 0.0
     if "count" in asked:
-        nouns = set() if asked["count"].startswith(("how much", "how big", "what size")) \
-            else set(tokenize(_ASKING_WORDS.sub("", asked["count"]))) - FRAME
+        nouns = set() if asked["count"].lower().startswith(("how much", "how big", "what size")) \
+            else set(tokenize(ASKING_WORDS.sub("", asked["count"]))) - FRAME
         counted = max((e.relevance for e in evidence if counts(e.text, nouns, question)),
                       default=0.0) if nouns else typed["count"]
     specific = specific_terms(question, vocabulary, common_idf=TERM_FLOOR)
@@ -327,6 +333,11 @@ def assess(
         # would put all its meaning on "free".
         focus = dict(zip((t.stem for t in loose),
                          meaning.focus(terms.query, [t.word for t in loose]), strict=True))
+    heads = {k: tuple(focus_heads(terms.query, content_words(asked[k]), meaning))
+             for k in asked if k in OF_A_THING}
+    heads = {k: h for k, h in heads.items() if h}
+    texts = [e.text for e in evidence]
+    near_thing = {k: any(near(texts, h, meaning)) for k, h in heads.items()}
     choice = _ALTERNATIVES.search(question)
     options: tuple[str, ...] = choice.groups() if choice else ()
     option_stems = {s for o in options for s in tokenize(o)}
@@ -339,6 +350,8 @@ def assess(
         focus=focus,
         relevance=max((e.relevance for e in evidence), default=0.0),
         unknown_names=tuple(unknown_names(question, vocabulary, phrases)),
+        forms=tuple(t.word for t in specific if not t.known and phrases is not None
+                    and _stem_of(t.word) in phrases),
         named=tuple(named),
         named_relevance={d: max((e.relevance for e in named_evidence.get(d, ())), default=0.0)
                          for d in named},
@@ -347,43 +360,12 @@ def assess(
         options=options,
         option_found=not option_stems or bool(option_stems & seen),
         passage_coverage=passage_coverage,
+        heads=heads,
+        near=near_thing,
     )
 
 
 # --------------------------------------------------------------------------- the decision
-
-_ASKING_WORDS = re.compile(
-    r"^(?:(?:by )?(?:what(?:'s|’s| is| was| are| were)?|which|how many|how much|how)\s+)?"
-    r"(?:(?:the|a|an|exact|actual|typical|usual)\s+)*",
-    re.I)
-
-
-def _gap(kind: str, phrase: str) -> str:
-    """What the documents do not give, as a verb phrase: "give no figure for the hourly rate"."""
-    bare = _ASKING_WORDS.sub("", phrase).strip()
-    if kind == "money":
-        return f"give no figure for the {bare}" if bare and bare not in {"much", "money"} \
-            else "give no amount of money"
-    if kind == "percentage":
-        if not bare or bare in {"percentage", "proportion", "share", "fraction", "per cent"}:
-            return "give no percentage or proportion"
-        return f"give no figure for the {bare}"
-    if kind == "band":
-        return "give no pay band or grade"
-    if kind == "count":
-        return f"give no number of {bare}" if bare and bare not in {"many", "much"} \
-            else "give no count"
-    if kind == "frequency":
-        return "do not say how often"
-    if kind == "duration":
-        return "do not say how long"
-    return "give no date"
-
-
-def _join(items: Sequence[str], last: str = "and") -> str:
-    items = list(dict.fromkeys(items))
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}"
-
 
 def _share(terms: Sequence[Term], a: Assessment, t: Thresholds) -> float:
     total = sum(term.idf for term in terms)
@@ -412,7 +394,7 @@ def decide(
         if not words:
             return Verdict("not_covered")
         names = [*a.unknown_names, *(term.word for term in unmatched if not term.known)]
-        missing = (f"The documents never mention {_join(names, 'or')}." if names
+        missing = (f"The documents never mention {join(names, 'or')}." if names
                    else "The documents hold nothing close enough to answer it.")
         return Verdict("not_covered", missing)
     wanting = [k for k in a.asked if a.typed[k] < t.focus
@@ -430,22 +412,51 @@ def decide(
                    or (len(a.named) == 1 and t.named_quoted >= 0.5 and d not in a.named_quoted))
     if not wanting and a.option_found and not terms_short and not silent:
         return Verdict("answered")
+    # A figure of a thing (a salary) and no chosen sentence about the thing (pay): nothing to
+    # quote as the nearest material; the documents do not cover it.
+    far = any(not a.near.get(k, True) for k in wanting)
     if not words:
-        return Verdict("partial")
-    gaps = [_gap(k, a.asked[k]) for k in wanting]
+        return Verdict("not_covered" if far else "partial")
+    gaps = [gap(k, a.asked[k]) for k in wanting]
     if not a.option_found:
-        gaps.append(f"do not say whether {_join(list(a.options), 'or')}")
+        gaps.append(f"do not say whether {join(list(a.options), 'or')}")
+    lacking: list[str] = []  # words the corpus uses that the evidence found does not
     if terms_short:
         named = [*a.unknown_names, *(term.word for term in focal)] or \
             [term.word for term in unknown] or \
             [term.word for term in unmatched if term.stem not in said]
-        if named:
-            gaps.append(f"say nothing about {_join(named, 'or')}")
-    sentences = [f"The documents {_join(gaps)}."] if gaps else []
+        unused = [w for w in named if w in a.unknown_names
+                  or not (_known(w, terms) or w in a.forms)]
+        lacking = [w for w in named if w not in unused]
+        if unused:
+            gaps.append(f"say nothing about {join(unused, 'or')}")
+    sentences = [f"The documents {join(gaps)}."] if gaps else []
+    if lacking and not wanting:
+        # The corpus uses the word elsewhere: only the passages found are silent on it.
+        sentences.append(f"The passages found say nothing about {join(lacking, 'or')}.")
     for d in silent:
         sentences.append(f"The {a.titles.get(d, d)} says nothing on this.")
-    # The quotes shown are about the question's matched words, not about the figure asked for.
-    matched = [term.word for term in terms if a.matched[term.stem] >= t.meaning]
-    topic = "" if wanting else _join(matched) if matched else ""
-    return Verdict("partial", " ".join(sentences) or "The documents answer only part of it.",
-                   topic, silent)
+    # The quotes shown are about the question's matched words, not about the figure asked
+    # for; never about a word of a name the documents do not use ("Access" of "Access to
+    # Work"); the two most specific are named.
+    in_names = {stem for name in a.unknown_names for stem in tokenize(name)}
+    matched = sorted((term for term in terms if a.matched[term.stem] >= t.meaning
+                      and term.stem not in in_names | said), key=lambda term: -term.idf)[:2]
+    topic = "" if wanting or lacking or not matched else join([term.word for term in matched])
+    # A figure of something (pay, papers): the nearest evidence must be about that thing. A
+    # length of time, a frequency or a date names no thing; a word the evidence lacks is by
+    # definition not in it: the nearest evidence is then about the rest of the question.
+    missing = " ".join(sentences) or "The documents answer only part of it."
+    if far:
+        return Verdict("not_covered", missing)
+    focus = [w for k in wanting for w in a.heads.get(k, ())]
+    return Verdict("partial", missing, topic, silent, tuple(dict.fromkeys(focus)))
+
+
+def _stem_of(word: str) -> str:
+    """The start a word's forms share ("disclos" of "disclosing"), for a look-up in the text."""
+    return word.lower()[: max(5, len(word) - 3)]
+
+
+def _known(word: str, terms: Sequence[Term]) -> bool:
+    return any(term.word == word and term.known for term in terms)

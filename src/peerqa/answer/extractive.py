@@ -16,17 +16,17 @@ Step by step:
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..retrieval import Hit, Vocabulary
-from ..text import tokenize
+from ..text import normalise, tokenize
 from ..types import Answer, Passage
 from .answerability import (
-    FRAME,
     Assessment,
     Evidence,
-    Meaning,
     Phrases,
     Thresholds,
     Verdict,
@@ -34,26 +34,37 @@ from .answerability import (
     decide,
     naming_stems,
 )
+from .conflicts import Stated, find_conflicts
+from .focus import near
+from .gaps import FRAME
+from .meaning import Meaning
 from .outcome import abstention
-from .question import QuestionTerms, is_list_question, named_documents
+from .question import QuestionTerms, holds_type, is_list_question, named_documents
 from .sentences import (
     ASKS_ABOUT_SOURCE,
     ASKS_PURPOSE,
-    Quotable,
     aims_allowed,
     flaws,
-    quotable,
+    methods_allowed,
     split_labels,
 )
 from .shape import Quote, compose
+from .units import Quotable, quotable
 
 SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
 MIN_RELEVANCE = 0.2  # a sentence less relevant than this is never considered...
 RELATIVE = 0.5  # ...nor one scoring under this share of the best sentence's score
 NEW_PASSAGE = 0.6  # ...nor one of a passage not yet cited under this share
 SAME_SOURCE = 0.9  # a source's next quote counts this much less
+RANK_DECAY = 0.3  # how much less each later passage's sentences count
 PURPOSE_BONUS = 0.3  # a statement of aim, when the question asks what a study set out to do
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
+_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                     r"twenty|thirty|forty|fifty|hundred)\b", re.I)
+PASSAGE_SHARE = 0.2
+"""A passage the retriever rates under this share of its best passage's relevance is not
+quoted: its sentences may share the question's words, but the search says it is about
+something else."""
 NAMED_SHARE = 0.75
 """A document the question seems to name is taken as named when its own best sentence is at
 least this share as relevant as the best one found."""
@@ -89,12 +100,14 @@ def candidates(
     allow_aims: bool,
     keep_header: bool = False,
     purpose: bool = False,
+    texts: Mapping[str, str] | None = None,
+    allow_methods: bool = False,
 ) -> list[Candidate]:
     """Every quotable unit of the hits, scored by coverage, meaning and passage rank."""
     out: list[Candidate] = []
     for rank, hit in enumerate(hits):
         p = hit.passage
-        prior = 1.0 / (1.0 + 0.3 * rank)  # earlier passages are likelier to answer
+        prior = 1.0 / (1.0 + RANK_DECAY * rank)  # earlier passages are likelier to answer
         section_tokens = set(tokenize(p.section))
         # A reference list names sources; quoting it rarely answers anything.
         damp = 0.5 if p.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
@@ -103,7 +116,8 @@ def candidates(
         spans = [(a, b) for a, b, _ in pieces]
         for i, (_, _, sim) in enumerate(pieces):
             unit = quotable(p.text, p.start, spans, i, section=p.section, allow_aims=allow_aims,
-                            keep_header=keep_header)
+                            keep_header=keep_header, document=(texts or {}).get(p.doc_id),
+                            allow_methods=allow_methods)
             if unit is None:
                 continue
             text = p.text[unit.start - p.start : unit.last - p.start]
@@ -163,6 +177,69 @@ def select(
     return chosen
 
 
+def shown(
+    question: str, chosen: Chosen, hits: Sequence[Hit], thresholds: Thresholds
+) -> list[Candidate]:
+    """The chosen quotes a reader is shown: those of passages the retriever rates at least
+    ``PASSAGE_SHARE`` as relevant as the best passage quoted, those the answerability check
+    relied on (the only one holding a figure asked for, or a word of the question no other
+    quote uses), and any differing figure on the same point (``_disagreeing``).
+
+    The check reads every chosen quote; a weak passage's sentence that shares the question's
+    words without being about it is not shown as part of the answer.
+    """
+    if len(chosen.named) >= 2:
+        return _disagreeing(chosen.quotes, chosen.pool, hits)  # each named side is wanted
+    top = max((hits[c.hit_rank].passage.relevance or 0.0 for c in chosen.quotes), default=0.0)
+    a = chosen.assessment
+    specific = {t.stem for t in a.terms if t.idf >= thresholds.common_idf and "-" not in t.stem}
+    kept: list[Candidate] = []
+    dropped: list[Candidate] = []
+    for c in chosen.quotes:
+        rated = hits[c.hit_rank].passage.relevance or 0.0
+        (kept if rated >= PASSAGE_SHARE * top else dropped).append(c)
+    for c in dropped:
+        held = {k for k in a.asked if c.relevance >= thresholds.focus
+                and holds_type(k, c.text, question)}
+        held -= {k for k in a.asked for q in kept if holds_type(k, q.text, question)}
+        used = specific & c.tokens - {s for q in kept for s in q.tokens}
+        if held or used:
+            kept.append(c)
+    order = {id(c): n for n, c in enumerate(chosen.quotes)}
+    kept.sort(key=lambda c: order[id(c)])
+    return _disagreeing(kept, chosen.pool, hits)
+
+
+def _stated(chosen: Sequence[Candidate], hits: Sequence[Hit]) -> list[Stated]:
+    out = []
+    for n, c in enumerate(chosen):
+        p = hits[c.hit_rank].passage
+        text = normalise(p.text[c.start - p.start : c.unit.end - p.start])
+        out.append(Stated(n, c.doc, text, c.start, c.unit.end, p.text[: c.start - p.start],
+                          p.year))
+    return out
+
+
+def _disagreeing(
+    quotes: Sequence[Candidate], pool: Sequence[Candidate], hits: Sequence[Hit]
+) -> list[Candidate]:
+    """The quotes and, where one gives a figure, a differing figure on the same point from
+    another source among the sentences found, however far down its passage is ranked:
+    disagreement is shown, never left out with the weaker passages."""
+    out = list(quotes)
+    sides = sum(len(c.sides) for c in find_conflicts(_stated(out, hits)))
+    for cand in pool:
+        if cand.relevance < MIN_RELEVANCE or cand in out or not _NUMBER.search(cand.text) \
+                or any(c.doc == cand.doc and cand.start < c.end and c.start < cand.end
+                       for c in out):
+            continue
+        more = sum(len(c.sides) for c in find_conflicts(_stated([*out, cand], hits)))
+        if more > sides:
+            out.append(cand)
+            sides = more
+    return out
+
+
 def _evidence(hits: Sequence[Hit], chosen: Sequence[Candidate]) -> list[Evidence]:
     return [Evidence(hits[c.hit_rank].passage.doc_id, c.text, c.tokens, c.relevance,
                      frozenset(tokenize(hits[c.hit_rank].passage.section)))
@@ -177,6 +254,8 @@ class Chosen:
     assessment: Assessment
     named: list[str]
     by_document: dict[str, list[Candidate]]
+    pool: list[Candidate] = dataclasses.field(default_factory=list)
+    """Every quotable unit of the hits, best first."""
 
 
 def choose(
@@ -190,6 +269,7 @@ def choose(
     meaning: Meaning | None = None,
     titles: Mapping[str, str] | None = None,
     phrases: Phrases | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> Chosen:
     """Choose the quotes and assess them (no threshold applied yet)."""
     allow_aims = aims_allowed(question)
@@ -203,7 +283,8 @@ def choose(
     scoring = terms.without(naming_stems(question, vocabulary) | FRAME | framing)
     ranked = sorted(candidates(hits, scoring, allow_aims=allow_aims,
                                keep_header=bool(ASKS_ABOUT_SOURCE.search(question)),
-                               purpose=purpose is not None),
+                               purpose=purpose is not None, texts=texts,
+                               allow_methods=methods_allowed(question)),
                     key=lambda c: -c.score)
     limit = max_list_sentences if is_list_question(question) else max_sentences
     by_document: dict[str, list[Candidate]] = {}
@@ -237,7 +318,7 @@ def choose(
         meaning=meaning, titles=titles,
         passage_coverage=(terms.coverage(covered), best_single), phrases=phrases,
     )
-    return Chosen(quotes, assessment, named, by_document)
+    return Chosen(quotes, assessment, named, by_document, ranked)
 
 
 def extractive_answer(
@@ -253,6 +334,7 @@ def extractive_answer(
     titles: Mapping[str, str],
     meaning: Meaning | None = None,
     phrases: Phrases | None = None,
+    texts: Mapping[str, str] | None = None,
 ) -> Answer:
     """Quote the retrieved sentences that best answer the question, each marked [n]; say
     plainly what the documents do not give, or that they do not cover it."""
@@ -261,8 +343,14 @@ def extractive_answer(
         return abstention(question, passages, terms.query)
     chosen = choose(question, hits, terms, vocabulary, max_sentences=max_sentences,
                     max_list_sentences=max_list_sentences,
-                    meaning=meaning, titles=titles, phrases=phrases)
+                    meaning=meaning, titles=titles, phrases=phrases, texts=texts)
     verdict = decide(chosen.assessment, thresholds, min_coverage=min_coverage)
+    if verdict.coverage == "partial" and verdict.focus:
+        # The nearest evidence must be about what is missing (pay, for a salary), or left out.
+        kept = near([c.text for c in chosen.quotes], verdict.focus, meaning)
+        chosen = dataclasses.replace(
+            chosen, quotes=[c for c, k in zip(chosen.quotes, kept, strict=True) if k])
+    chosen = dataclasses.replace(chosen, quotes=shown(question, chosen, hits, thresholds))
     if verdict.coverage == "not_covered" or not chosen.quotes:
         return abstention(question, passages, terms.query, missing=verdict.missing)
     return shaped(question, hits, chosen, verdict, titles, terms.query,
@@ -282,8 +370,8 @@ def shaped(
     """The answer's parts and text from the chosen quotes (those at least ``min_relevance``
     relevant) and the verdict."""
     passages: list[Passage] = [h.passage for h in hits]
-    quotes = [Quote(c.hit_rank, c.unit.spans, len(c.unit.items), c.score) for c in chosen.quotes
-              if c.relevance >= min_relevance]
+    quotes = [Quote(c.hit_rank, c.unit.spans, len(c.unit.items), c.score, c.unit.item)
+              for c in chosen.quotes if c.relevance >= min_relevance]
     return compose(
         question, quotes, passages, query,
         coverage=verdict.coverage, missing=verdict.missing, topic=verdict.topic,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -24,6 +25,18 @@ MAX_WORDS = 50_000
 def literal_only(word: str) -> bool:
     """Whether a word must be matched as written: a name, an acronym or a number."""
     return word[:1].isupper() or any(ch.isdigit() for ch in word)
+
+
+class Meaning(Protocol):
+    """Words compared by meaning (``answer.meaning.WordMeaning`` is one)."""
+
+    def __call__(self, terms: Sequence[str], words: Sequence[str]) -> list[float]:
+        """For each term, its best similarity to any of ``words``."""
+        ...
+
+    def focus(self, question: str, terms: Sequence[str]) -> list[float]:
+        """For each term, how much of the question's meaning goes with it."""
+        ...
 
 
 class WordMeaning:

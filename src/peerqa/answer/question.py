@@ -162,10 +162,12 @@ def asked_types(question: str) -> dict[str, str]:
             phrase = next((g for g in m.groups() if g), m.group(0)).strip()
             while _PHRASE_END.search(phrase) and " " in phrase:
                 phrase = phrase.rsplit(" ", 1)[0]
-            found[kind] = phrase.lower()
-    if "duration" in found and found.get("count", "").startswith(found["duration"]):
+            # As the question writes it ("the HSE spending"); compared in lower case.
+            found[kind] = phrase
+    lower = {kind: phrase.lower() for kind, phrase in found.items()}
+    if "duration" in found and lower.get("count", "").startswith(lower["duration"]):
         del found["count"]  # "how many weeks" asks for a length of time, not a head count
-    if "percentage" in found and "count" in found and found["count"].startswith("how much"):
+    if "percentage" in found and "count" in found and lower["count"].startswith("how much"):
         del found["count"]
     return found
 

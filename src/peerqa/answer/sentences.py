@@ -11,21 +11,20 @@ statement of its own aim (unless the question asks about the research itself), o
 - a sentence that introduces a list ("... able to:") brings the list's items that follow it in
   the passage; without them it is not chosen.
 
-Everything here is a pure function of the passage text and offsets: the extractive answer uses
-it to choose quotes and the evaluation to count flawed quotes in any answer.
+Everything here is a pure function of the passage text and offsets; ``units`` builds on it what
+is quoted for a chosen sentence (the extractive answer) and counts flawed quotes in any answer
+(the evaluation).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..text import BULLET, HEADING_MARK, MARKER
 
 MIN_WORDS = 5
 MAX_ITEMS = 12
-_BARE_NUMBER = re.compile(r"\d{1,2}[.)]|[-*•–]")
 
 # A label that opens an abstract's paragraph: the sentence after it is the content.
 _LABEL = re.compile(
@@ -41,19 +40,27 @@ _INNER_LABEL = re.compile(
     r"CONCLUSIONS?|SETTING|PARTICIPANTS|Background|Objectives?|Aims?|Design|Methods?|Results|"
     r"Findings|Conclusions?|Setting|Participants|Purpose|PURPOSE)\b\**\s*[:A-Z*])"
 )
-_LINK_TITLE = re.compile(r"^\*{0,2}\[[^\]]+\]\([^)]*\)")
+LINK_TITLE = re.compile(r"^\*{0,2}\[[^\]]+\]\([^)]*\)")
 _TERMINAL = re.compile(r"[.!?…](?:[\"'”’)\]*_]|\s*\*+)*$")
-_BOILERPLATE = re.compile(
+BOILERPLATE = re.compile(
     r"\b(?:abstract only|full text|copyright|all rights reserved|please acknowledge|"
     r"produced by the|document version|take down policy|research portal|open access|"
     r"share your feedback|publisher'?s pdf|version of record|isbn|doi:|"
-    r"help accessing articles|openathens|general rights|creative commons)\b|©|https?://|www\.",
+    r"help accessing articles|openathens|general rights|creative commons)\b|©|https?://|www\."
+    r"|\bmore information (?:\w+ ){0,6}(?:is|can be) (?:also )?(?:available|found)\b",
     re.I,
 )
-_METHODS_LABEL = re.compile(
-    r"^\**(?:design(?:/methodology/approach)?|methods?|methodology|setting|participants|"
-    r"originality/value|research limitations(?:/implications)?|practical implications|"
+_PAPER_LABEL = re.compile(
+    r"^\**(?:originality/value|research limitations(?:/implications)?|practical implications|"
     r"paper type|keywords?)\**(?:\s*[:.–-]|\s+(?=[A-Z]))",
+    re.I,
+)
+# How a study was done, under its abstract's label: "Methods: A national sample of 603
+# consumers ...", "DESIGN Data were gathered through a cross-sectional survey ...". Quoted
+# only when the question asks how the research was done.
+_METHODS_LABEL = re.compile(
+    r"^\**(?:design(?:/methodology/approach)?|methods?|methodology|setting|participants)\**"
+    r"(?:\s*[:.–-]|\s+(?=[A-Z]))",
     re.I,
 )
 # An article stating its own aim: "The purpose of this paper is to ...", "This study explored".
@@ -65,6 +72,7 @@ _AIM = re.compile(
     r"(?:aims?|aimed|seeks?|sought|sets? out|set out|describes?|described|explores?|explored|"
     r"examines?|examined|reports?|reported|presents?|considers?|considered|outlines?|discusses?|"
     r"investigates?|investigated|looks? at|looked at|provides?|offers?|reflects?|focus(?:es|ed)?"
+    r"|address(?:es|ed)?|summari[sz]es|summari[sz]ed|draws? on|brings? together"
     r"|is\s+(?:about|to)|was\s+to)\b"
     r"|to\s+(?:understand|explore|examine|investigate|identify|describe|assess|evaluate)\b"
     r"|(?:we|the authors?)\s+(?:aimed|set out|sought|explored|examined|describe)\b"
@@ -79,6 +87,13 @@ _CONTENTS = re.compile(
     r"|\b(?:the|this|following|next|later|each)\s+(?:sections?|chapters?|headings?|parts?)\s+"
     r"(?:below|that follow|of this|describes?|presents?|sets? out|looks?|considers?|summari[sz]es?)"
     r"|\bclosing on\b|\.{4,}|…{2,}",
+    re.I,
+)
+# A sentence pointing at what follows it: "The following definitions capture the essence of
+# peer support." It brings what follows or is not quoted.
+_FORWARD = re.compile(
+    r"\b(?:the following|as follows|(?:listed|set out|described|shown|summari[sz]ed|outlined|"
+    r"given) below|below are)\b",
     re.I,
 )
 # A reference-list entry: "Pitt, V., Lowe, D. (2013). Title. Journal, 3(2)" or "Author et al."
@@ -106,7 +121,7 @@ _CONNECTIVE = re.compile(
     re.I,
 )
 # Openers that refer to what is named just before (a title or heading) and can stand after one.
-_REFERRING = re.compile(r"^(?:this|these|they|it|their|such)\b", re.I)
+REFERRING = re.compile(r"^(?:this|these|they|it|their|such)\b", re.I)
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 ASKS_ABOUT_RESEARCH = re.compile(
     r"\b(?:has anyone|have any|is there (?:any )?(?:research|work|evidence|study|literature|"
@@ -131,6 +146,23 @@ def aims_allowed(question: str) -> bool:
     """Whether an article's statement of its aim may answer the question: it asks about the
     research itself or what a study set out to do."""
     return bool(ASKS_ABOUT_RESEARCH.search(question) or ASKS_PURPOSE.search(question))
+ASKS_METHOD = re.compile(
+    r"\b(?:how (?:was|were|did|do|does|is|are)\b(?:\s+\S+){0,8}?\s+(?:research\w*|stud(?:y|ied)|"
+    r"done|carried out|conducted|gather\w*|collect\w*|measur\w*|evaluat\w*|assess\w*|"
+    r"survey\w*|interview\w*|select\w*|recruit\w*|sampl\w*|analys\w*|look\w*|go about)|"
+    r"how big|how large|what size|methods?|methodology|study design|sample size|"
+    r"participants|who took part|data)\b",
+    re.I,
+)
+"""A question about how a study was done, which its abstract's methods answer."""
+
+
+def methods_allowed(question: str) -> bool:
+    """Whether a study's "Methods:" sentence may answer the question: it asks how the research
+    was done."""
+    return bool(ASKS_METHOD.search(question))
+
+
 ASKS_ABOUT_SOURCE = re.compile(
     r"\b(?:when (?:did|was|were|is|does)|what year|which year|what date|who (?:wrote|published|"
     r"produced|authored|commissioned|funded|carried out)|reference|cite|published|publication|"
@@ -155,23 +187,26 @@ def split_labels(text: str, a: int, b: int) -> list[tuple[int, int]]:
     return out
 
 
-def _clean(text: str) -> str:
+def clean(text: str) -> str:
+    """The text without surrounding space and emphasis marks."""
     return text.strip().strip("*_").strip()
 
 
 def terminal(text: str) -> bool:
     """Whether the text ends as a sentence does (".", "!", "?", closing quotes allowed)."""
-    return bool(_TERMINAL.search(_clean(text)))
+    return bool(_TERMINAL.search(clean(text)))
 
 
-def _line_bounds(text: str, a: int, b: int) -> tuple[int, int]:
+def line_bounds(text: str, a: int, b: int) -> tuple[int, int]:
+    """Where the lines holding ``text[a:b]`` start and end."""
     lo = text.rfind("\n", 0, a) + 1
     hi = text.find("\n", b)
     return lo, len(text) if hi < 0 else hi
 
 
-def _whole_line(text: str, a: int, b: int) -> bool:
-    lo, hi = _line_bounds(text, a, b)
+def whole_line(text: str, a: int, b: int) -> bool:
+    """Whether ``text[a:b]`` is all there is on its line (a bullet or heading mark aside)."""
+    lo, hi = line_bounds(text, a, b)
     before = text[lo:a]
     return not before.strip(" \t*#-•–") and not text[b:hi].strip()
 
@@ -180,8 +215,28 @@ def _header_line(line: str) -> bool:
     """A line that heads an entry rather than says something: a linked title, or a short line
     without a full stop ("June 2013, Centre for Mental Health")."""
     line = line.strip()
-    return bool(line) and (bool(_LINK_TITLE.match(line))
+    return bool(line) and (bool(LINK_TITLE.match(line))
                            or (not terminal(line) and len(line.split()) <= 12))
+
+
+_CAPITALISED_END = re.compile(r"\b[A-Z][\w'’-]*\s*$")
+
+
+def continues(text: str, a: int) -> bool:
+    """Whether the sentence at ``a`` continues a line the text's extraction broke off: the
+    line before is long, ends without punctuation on a capitalised word, and this one starts on
+    one ("... a detailed profile of Peer Support" + "Workers employed within NHS ...")."""
+    head = text[:a].rstrip()
+    if "\n" not in text[len(head) : a] or not head:
+        return False
+    line = head[head.rfind("\n") + 1 :]
+    return len(line.split()) >= CONTINUED_WORDS and not terminal(line) \
+        and not LINK_TITLE.match(line.strip()) and not HEADING_MARK.match(line.lstrip()) \
+        and bool(_CAPITALISED_END.search(line)) and text[a:a + 1].isupper()
+
+
+CONTINUED_WORDS = 15
+"""A line at least this long that stops without punctuation was broken mid-sentence."""
 
 
 def content_start(text: str, a: int, b: int, *, keep_header: bool = False) -> int:
@@ -208,13 +263,17 @@ class Flaws:
     """Why a sentence cannot be quoted alone (empty when it can), and what it needs."""
 
     hard: frozenset[str]
-    """Never quoted: heading, contents, question, boilerplate, reference, fragment, aim, marker."""
+    """Never quoted: heading, contents, question, boilerplate, reference, fragment, marker; an
+    aim or a method only when the question asks about the research."""
     needs_previous: bool = False
     list_intro: bool = False
+    forward: bool = False
+    """It points at what follows ("The following definitions ..."), which must come with it."""
 
     @property
     def clean(self) -> bool:
-        return not self.hard and not self.needs_previous and not self.list_intro
+        return not self.hard and not self.needs_previous and not self.list_intro \
+            and not self.forward
 
 
 def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = False) -> Flaws:
@@ -225,7 +284,7 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     """
     a = content_start(text, a, b, keep_header=keep_header)
     sentence = text[a:b].strip()
-    body = _clean(sentence)
+    body = clean(sentence)
     hard: set[str] = set()
     if not body:
         return Flaws(frozenset({"fragment"}))
@@ -234,16 +293,18 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
         hard.add("reference")
     if body.endswith("?"):
         hard.add("question")
-    if (_LINK_TITLE.match(sentence) and not keep_header) or _BOILERPLATE.search(body) \
-            or _METHODS_LABEL.match(body):
+    if (LINK_TITLE.match(sentence) and not keep_header) or BOILERPLATE.search(body) \
+            or _PAPER_LABEL.match(body):
         hard.add("boilerplate")
+    if _METHODS_LABEL.match(body):
+        hard.add("method")
     if _CONTENTS.search(body):
         hard.add("contents")
     if MARKER.search(body):
         hard.add("marker")  # a source's own "[1]" would read as one of peerqa's markers
     list_intro = body.endswith(":")
     ends = terminal(body) or list_intro
-    whole = _whole_line(text, a, b)
+    whole = whole_line(text, a, b)
     if keep_header and "\n" in sentence and terminal(body):
         pass  # a header and its entry's first sentence, quoted together
     elif HEADING_MARK.match(text, text.rfind("\n", 0, a) + 1) or (
@@ -251,164 +312,12 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     ) or (last_section and body.lower() == last_section):
         hard.add("heading")
     elif not ends or not (body[0].isupper() or body[0].isdigit() or body[0] in "[\"'‘“(") \
-            or len(body.split()) < MIN_WORDS:
+            or len(body.split()) < MIN_WORDS or continues(text, a):
         hard.add("fragment")
     if _AIM.match(body):
         hard.add("aim")
     return Flaws(frozenset(hard), needs_previous=bool(_CONNECTIVE.match(body)),
-                 list_intro=list_intro)
+                 list_intro=list_intro,
+                 forward=not list_intro and bool(_FORWARD.search(body)))
 
 
-# --------------------------------------------------------------------------- quotable units
-
-
-@dataclass(frozen=True, slots=True)
-class Quotable:
-    """What is quoted for one chosen sentence: its span, perhaps widened to the sentence before
-    it, and the items of the list it introduces (document offsets, in order)."""
-
-    start: int
-    end: int
-    items: tuple[tuple[int, int], ...] = ()
-
-    @property
-    def spans(self) -> tuple[tuple[int, int], ...]:
-        return ((self.start, self.end), *self.items)
-
-    @property
-    def last(self) -> int:
-        return self.items[-1][1] if self.items else self.end
-
-
-def list_items(text: str, b: int) -> list[tuple[int, int]]:
-    """The items of a list that starts after ``text[:b]``: bullet lines, or short lines without
-    a full stop, up to the first ordinary sentence (offsets into ``text``, bullets left out)."""
-    items: list[tuple[int, int]] = []
-    pos = text.find("\n", b)
-    if pos < 0 or text[b:pos].strip():
-        return items  # the list must start on the next line
-    bulleted: bool | None = None
-    numbered = False  # the last line was a bare "1." whose item is on the next line
-    while pos >= 0 and len(items) < MAX_ITEMS:
-        start = pos + 1
-        end = text.find("\n", start)
-        end = len(text) if end < 0 else end
-        line = text[start:end]
-        pos = end if end < len(text) else -1
-        if not line.strip():
-            continue
-        if _BARE_NUMBER.fullmatch(line.strip()):
-            numbered = True
-            continue
-        bullet = BULLET.match(line) or (numbered and re.match(r"\s*", line))
-        numbered = False
-        if bulleted is None:
-            bulleted = bool(bullet)
-        if bulleted != bool(bullet) or (not bullet and terminal(line) and len(line.split()) > 12):
-            break
-        lead = bullet.end() if bullet else len(line) - len(line.lstrip())
-        items.append((start + lead, start + len(line.rstrip())))
-    return items
-
-
-def quotable(
-    text: str,
-    offset: int,
-    spans: list[tuple[int, int]],
-    i: int,
-    *,
-    section: str = "",
-    allow_aims: bool = False,
-    keep_header: bool = False,
-) -> Quotable | None:
-    """The unit to quote for sentence ``i`` of a passage, or None when it cannot be quoted.
-
-    ``text`` is the passage's text starting at document offset ``offset``; ``spans`` are its
-    sentences in document offsets, in order.
-    """
-    a, b = spans[i][0] - offset, spans[i][1] - offset
-    keep_header = keep_header and bool(_LINK_TITLE.match(text, a, b))
-    found = flaws(text, a, b, section=section, keep_header=keep_header)
-    hard = found.hard - ({"aim"} if allow_aims else set())
-    if found.list_intro and list_items(text, b):
-        hard -= {"contents"}  # "... structured around three questions:" with the questions
-    start = content_start(text, a, b, keep_header=keep_header)
-    prev = spans[i - 1] if i > 0 else None
-    if hard == {"fragment"} and prev is not None and text[start:b].strip()[:1].islower():
-        # "Not" + blank line + "surprisingly, ...": a sentence broken by the text's extraction.
-        pa, pb = prev[0] - offset, prev[1] - offset
-        before = text[content_start(text, pa, pb):pb].strip()
-        if len(before.split()) <= 3 and not terminal(before) and terminal(text[start:b]):
-            return Quotable(offset + content_start(text, pa, pb), offset + b)
-    if hard:
-        return None
-    first = start
-    # A list item opening on "In addition" adds to the list; it needs no sentence before it;
-    # nor does a first sentence after its entry's header ("This study ...").
-    if found.needs_previous and not BULLET.match(text, text.rfind("\n", 0, a) + 1) \
-            and not (start > a and _REFERRING.match(text[start:b])):
-        if prev is None:
-            return None
-        pa, pb = prev[0] - offset, prev[1] - offset
-        earlier = flaws(text, pa, pb, section=section)
-        before_break = "\n" in text[pb:a]
-        if before_break and _REFERRING.match(text[start:b]) and (
-            "heading" in earlier.hard or "boilerplate" in earlier.hard
-        ):
-            pass  # "This study ..." right after the entry's title refers to that title
-        elif earlier.clean or (earlier.hard <= {"aim"} and allow_aims
-                               and not earlier.needs_previous and not earlier.list_intro):
-            first = content_start(text, pa, pb)
-        else:
-            return None
-    if found.list_intro:
-        items = list_items(text, b)
-        if not items:
-            return None
-        return Quotable(offset + first, offset + b,
-                        tuple((offset + x, offset + y) for x, y in items))
-    return Quotable(offset + first, offset + b)
-
-
-def quote_problems(
-    text: str, spans: Sequence[tuple[int, int]], *, question: str = "", section: str = ""
-) -> list[tuple[tuple[int, int], frozenset[str]]]:
-    """What is wrong with each quoted span of a document (``text``), as the evaluation counts
-    it: the hard flaws, "needs_previous" (a connective quoted without its sentence) and
-    "list_without_items". A span that is an item of a quoted list introduction is fine."""
-    allow_aims = aims_allowed(question)
-    keep_header = bool(ASKS_ABOUT_SOURCE.search(question))
-    ordered = sorted(set(spans))
-    items: set[tuple[int, int]] = set()
-    for a, b in ordered:
-        if _clean(text[a:b]).endswith(":"):
-            items.update(list_items(text, b))
-    out = []
-    for a, b in ordered:
-        if (a, b) in items:
-            continue
-        found = flaws(text, a, b, section=section,
-                      keep_header=keep_header and bool(_LINK_TITLE.match(text, a, b)))
-        problems = set(found.hard - ({"aim"} if allow_aims else set()))
-        if found.list_intro and set(list_items(text, b)) & set(ordered):
-            problems -= {"contents"}
-        bullet = BULLET.match(text, text.rfind("\n", 0, a) + 1)
-        if found.needs_previous and not bullet and not (
-            _REFERRING.match(text[content_start(text, a, b):b])
-            and _after_title(text, a)
-        ):
-            problems.add("needs_previous")
-        if found.list_intro and not set(list_items(text, b)) & set(ordered):
-            problems.add("list_without_items")
-        if problems:
-            out.append(((a, b), frozenset(problems)))
-    return out
-
-
-def _after_title(text: str, a: int) -> bool:
-    """Whether the paragraph before ``a`` is a title or heading line (what "This" refers to)."""
-    head = text[:a].rstrip()
-    lo = head.rfind("\n") + 1
-    line = head[lo:]
-    return bool(_LINK_TITLE.match(line.strip()) or HEADING_MARK.match(line)
-                or (line.strip() and not terminal(line)))

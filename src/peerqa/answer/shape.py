@@ -37,6 +37,8 @@ class Quote:
     spans: tuple[tuple[int, int], ...]
     items: int
     score: float
+    item: bool = False
+    """Whether the quote is itself an item of a list (a bullet)."""
 
 
 def plain_text(parts: Sequence[AnswerPart]) -> str:
@@ -161,7 +163,8 @@ def compose(
         label = source_label(first, titles) + (f", in its entry {entry}," if entry else "")
         parts.append(("lead", f"{label} {verb}:", None, None, False))
         for q, text in zip(group, texts, strict=True):
-            parts.append(("quote", text, q.hit_rank, q.spans[0], listed and not q.items))
+            parts.append(("quote", text, q.hit_rank, q.spans[0],
+                          (listed and not q.items) or q.item))
             p = passages[q.hit_rank]
             for span in q.spans[1:]:
                 parts.append(("quote", _text(p, span), q.hit_rank, span, True))

@@ -23,7 +23,7 @@ from .gold import GoldItem
 from .metrics import Judge
 from .runner import EvalRun, run_eval
 from .scoring import aggregate
-from .tables import fmt, label
+from .tables import fmt, label, text_table
 
 SEED = 20261201
 CV_METRICS = (
@@ -99,13 +99,7 @@ def format_cv(cv: CVRun) -> str:
         mean = sum(present) / len(present) if present else None
         rows.append([label(name), *[fmt(v, name) for v in values], fmt(mean, name),
                      fmt(cv.pooled.get(name), name)])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
-    lines = []
-    for n, r in enumerate(rows):
-        lines.append("  ".join([r[0].ljust(widths[0]),
-                                *[c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]]))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = text_table(rows)
     for n, tuning in enumerate(cv.tunings, start=1):
         for name, section in sorted(tuning.sections.items()):
             shown = ", ".join(f"{key}={value:g}" for key, value in sorted(section.items())

@@ -83,13 +83,15 @@ def frontier(points: Sequence[Point]) -> list[Point]:
 
 def choose_point(points: Sequence[Point]) -> Point:
     """The operating point: the most declines within the caps on wrongful declines (then the
-    best coverage accuracy); if none is within them, the fewest wrongful declines."""
-    allowed = [p for p in points if p.wrongful_not_covered <= CAP_NOT_COVERED + 1e-9
-               and p.wrongful_partial <= CAP_PARTIAL + 1e-9]
-    if allowed:
-        return max(allowed, key=lambda p: (round(p.declines, 6), round(p.accuracy, 6),
-                                           -p.wrongful))
-    return min(points, key=lambda p: (round(p.wrongful, 6), -p.declines))
+    best coverage accuracy). A cap no setting can keep to becomes the least any setting
+    reaches: one item wrongly declined whatever the thresholds must not push the choice to
+    a setting that declines nothing."""
+    cap_not_covered = max(CAP_NOT_COVERED, min(p.wrongful_not_covered for p in points))
+    within = [p for p in points if p.wrongful_not_covered <= cap_not_covered + 1e-9]
+    cap_partial = max(CAP_PARTIAL, min(p.wrongful_partial for p in within))
+    allowed = [p for p in within if p.wrongful_partial <= cap_partial + 1e-9]
+    return max(allowed, key=lambda p: (round(p.declines, 6), round(p.accuracy, 6),
+                                       -p.wrongful))
 
 
 class AnswerabilityFitter:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..answer.judge import judged_text, marker_checks, supports
-from ..answer.sentences import quote_problems
+from ..answer.units import quote_problems
 from ..types import Answer, Document, Passage
 from .gold import GoldItem
 from .metrics import (

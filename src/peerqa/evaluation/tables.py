@@ -90,6 +90,19 @@ the one passage it cites. They check the machinery, not the quality of the answe
 LOWER, GUARANTEED = "↓", "*"
 
 
+def text_table(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as aligned text lines: the first column left, the others right, a rule under the
+    heading row."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, r in enumerate(rows):
+        lines.append("  ".join([r[0].ljust(widths[0]),
+                                *[c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]]))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
 def legend(name: str) -> str:
     """What a metric means, in one line ("" for one without a legend)."""
     return LEGEND.get(name) or LEGEND.get(re.sub(r"@\d+$", "@k", name), "")
@@ -188,13 +201,7 @@ def format_comparison(systems: Sequence[SystemScores]) -> str:
         rows.append([s.name, str(s.returned), *[fmt(s.hits.get(c)) for c in cols], fmt(s.mrr),
                      fmt(s.evidence_recall), fmt(s.avg_passage_words, "words"),
                      fmt(s.max_passage_words, "words")])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(heads))]
-    lines = []
-    for n, r in enumerate(rows):
-        lines.append("  ".join([r[0].ljust(widths[0]),
-                                *[c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]]))
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines = text_table(rows)
     n = systems[0].items if systems else 0
     lines.append(f"on the {n} answerable items, each system given the same query "
                  "(the answer's retrieval query)")
