@@ -72,6 +72,30 @@ class FakeEmbedder(BaseEmbedder):
         return out
 
 
+class FakeTokenEmbedder(FakeEmbedder):
+    """The fake embedder that also gives token vectors: each content word's stem direction, so
+    late interaction scores the share of a question's words a chunk holds."""
+
+    token_version = "fake:stems"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_calls: list[int] = []
+
+    def embed_tokens(
+        self, texts: Sequence[str], progress: Progress | None = None
+    ) -> list[np.ndarray]:
+        self.token_calls.append(len(texts))
+        out = [np.stack([self._direction(t) for t in tokenize(text)]) if tokenize(text)
+               else np.zeros((0, self.dim), np.float32) for text in texts]
+        if progress is not None:
+            progress(len(texts))
+        return out
+
+    def embed_query_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.embed_query(text), self.embed_tokens([text])[0]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

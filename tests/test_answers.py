@@ -18,12 +18,13 @@ from peerqa.types import Answer
 PAID_POSTS = "How many paid peer support posts are there in Scotland?"
 GERMANY = "What is the hourly rate in euros for a peer support worker in Germany?"
 SALARY = "What is the exact starting salary for a peer support worker in NHS Scotland in 2025?"
+PAY = "How much are peer support workers paid?"  # the documents count paid posts, give no pay
 COMPARE = "Do the Fife review and the HEE evidence brief say different things about supervision?"
 
 
 @pytest.fixture(scope="module")
 def answers(assistant: Assistant) -> dict[str, Answer]:
-    return {q: assistant.ask(q) for q in (PAID_POSTS, GERMANY, SALARY, COMPARE)}
+    return {q: assistant.ask(q) for q in (PAID_POSTS, GERMANY, SALARY, PAY, COMPARE)}
 
 
 def _visible(html: str) -> str:
@@ -75,7 +76,7 @@ def test_comparison__one_part_per_named_document_both_cited(answers):
 
 
 def test_partial_answer__opens_with_what_is_missing_then_the_nearest_evidence(answers):
-    answer = answers[SALARY]
+    answer = answers[PAY]
     assert answer.coverage == "partial" and not answer.abstained
     assert answer.parts[0].kind == "lead" and answer.parts[0].text == answer.missing
     second = answer.parts[1]
@@ -85,12 +86,14 @@ def test_partial_answer__opens_with_what_is_missing_then_the_nearest_evidence(an
 
 
 def test_partial_answer__the_nearest_material_is_about_what_is_missing(answers):
-    # "Salary" appears nowhere: what is quoted must be about pay (the paid posts, whose counts
+    # No figure of pay anywhere: what is quoted must be about pay (the paid posts, whose counts
     # differ), never a sentence that only shares another word ("starts with what's strong").
-    quotes = [p.text for p in answers[SALARY].parts if p.kind == "quote"]
-    assert quotes and all(re.search(r"\bpaid\b|\bpay\b|salar", q) for q in quotes)
-    assert not any("strengths-based" in q for q in quotes)
-    assert answers[SALARY].conflicts  # the differing paid-posts counts stay
+    for question in (PAY, SALARY):
+        quotes = [p.text for p in answers[question].parts if p.kind == "quote"]
+        assert all(re.search(r"\bpaid\b|\bpay\b|salar", q) for q in quotes), question
+        assert not any("strengths-based" in q for q in quotes)
+    assert answers[PAY].coverage == "partial" and "pay" in answers[PAY].missing
+    assert answers[PAY].conflicts  # the differing paid-posts counts stay
 
 
 def test_missing__names_a_document_or_a_cost_in_plain_words(assistant):
@@ -138,7 +141,7 @@ def test_own_lines__are_not_quotes_and_never_count_as_unsupported(answers):
 
 def test_every_face__shows_coverage_missing_attribution_and_conflicts(answers, assistant):
     docs = {d.doc_id: d for d in assistant.documents}
-    salary, posts = answers[SALARY], answers[PAID_POSTS]
+    salary, posts = answers[PAY], answers[PAID_POSTS]
     html = answer_html(salary, docs, "7")
     assert 'class="pq-banner pq-cov-partial"' in html and "Partly answered." in _visible(html)
     assert salary.missing in _visible(html)

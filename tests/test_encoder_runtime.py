@@ -73,6 +73,26 @@ def test_onnx__equals_the_numpy_reference_within_1e_5(
     assert np.abs(one_by_one - reference).max() < 1e-5
 
 
+def test_token_vectors__both_runtimes_agree_and_keep_only_content_words(
+    onnx_embedder: LocalEmbedder, numpy_embedder: LocalEmbedder
+) -> None:
+    texts = ["Who wrote the Fife review, and when?", "Peer workers draw on lived experience."]
+    onnx_tokens = onnx_embedder.embed_tokens(texts)
+    numpy_tokens = numpy_embedder.embed_tokens(texts)
+    # "wrote", "fife", "review"; then "peer", "workers", "draw", "lived", "experience".
+    assert [len(t) for t in onnx_tokens] == [3, 5] == [len(t) for t in numpy_tokens]
+    for a, b in zip(onnx_tokens, numpy_tokens, strict=True):
+        assert a.dtype == np.float32 and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+        assert np.abs(a - b).max() < 1e-4
+    for embedder in (onnx_embedder, numpy_embedder):  # one pass gives both, the same
+        vector, tokens = embedder.embed_query_tokens(texts[0])
+        assert np.abs(vector - embedder.embed_query(texts[0])).max() < 1e-5
+        assert np.abs(tokens - embedder.embed_tokens(texts[:1])[0]).max() < 1e-5
+    # In context: the same word reads differently in another sentence.
+    other = onnx_embedder.embed_tokens(["The review was written in Fife."])[0]
+    assert not np.allclose(other[0], onnx_tokens[0][2])
+
+
 def test_onnx__equals_sentence_transformers_within_1e_5(onnx_embedder: LocalEmbedder) -> None:
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     got = onnx_embedder.embed_documents([c["text"] for c in reference["cases"]])

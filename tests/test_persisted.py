@@ -19,7 +19,7 @@ from peerqa.evaluation.gold import default_gold_path, load_gold
 from peerqa.lexical import Counts
 from peerqa.records import file_records
 from peerqa.retrieval import Hit, Retriever, Signals, Vocabulary, _order, top
-from peerqa.store import IndexStore
+from peerqa.store import FORMAT_VERSION, IndexStore
 from peerqa.tables import ChunkList
 from peerqa.text import sentence_spans, tokenize
 from tests.helpers import TINY, FakeEmbedder
@@ -263,7 +263,7 @@ def test_index_of_the_previous_format__rebuilt_once_reusing_every_vector(tmp_pat
     embedder = FakeEmbedder()
     a = Assistant(corpus_dir=corpus, index_dir=index, embedder=embedder)
     assert a.index().built and embedder.built == []
-    assert a.store.current_manifest()["format"] == 4
+    assert a.store.current_manifest()["format"] == FORMAT_VERSION
     assert a.search(QUERIES[0]) == expected
     again = Assistant(corpus_dir=corpus, index_dir=index, embedder=embedder)
     assert not again.index().built

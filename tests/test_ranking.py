@@ -12,10 +12,10 @@ import pytest
 from peerqa.assistant import Assistant
 from peerqa.evaluation import Evidence, GoldItem
 from peerqa.evaluation.cv import cross_validate
-from peerqa.evaluation.fit_ranking import AdapterFitter, RelevanceFitter
+from peerqa.evaluation.fit_ranking import AdapterFitter, RelevanceFitter, SectionPullFitter
 from peerqa.evaluation.fitting import Fitter, examples, fit_all, out_of_fold
 from peerqa.evaluation.learners import fit_adapter, fit_logistic
-from peerqa.ranking import DEFAULT_CALIBRATION, Adapter, Calibration
+from peerqa.ranking import DEFAULT_CALIBRATION, Adapter, Calibration, SectionPull, section_groups
 from peerqa.tuning import UNTUNED, load_tuning
 
 
@@ -99,6 +99,36 @@ def test_shipped_tuning__is_not_applied_to_another_corpus(tiny_fake):
     assert r.adapter is None and r.calibration == DEFAULT_CALIBRATION
 
 
+def test_section_pull__moves_a_section_s_passages_towards_its_best_and_no_further():
+    scores = np.array([3.0, 1.0, -1.0, 2.0, 0.5])
+    groups = section_groups([("a", "x"), ("a", "x"), ("a", "x"), ("b", ""), ("a", "y")])
+    assert groups.tolist() == [0, 0, 0, 1, 2]
+    pulled = SectionPull(0.25).apply(scores, groups)
+    assert pulled.tolist() == [3.0, 1.5, 0.0, 2.0, 0.5]  # best and lone passages keep theirs
+    assert SectionPull(0.0).apply(scores, groups) is scores
+    assert np.array_equal(np.argsort(-pulled[:3]), np.argsort(-scores[:3]))
+
+
+def test_section_pull__a_missing_or_impossible_share_means_no_pull():
+    assert SectionPull.from_section({}) == SectionPull(0.0)
+    assert SectionPull.from_section({"share": 1.5}) == SectionPull(0.0)
+    assert SectionPull.from_section(SectionPull(0.3).to_section()) == SectionPull(0.3)
+
+
+def test_section_pull__is_applied_by_the_ranking_and_named_for_the_calibration(tiny_fake):
+    plain = tiny_fake.with_tuning(UNTUNED).retriever
+    pulled = tiny_fake.with_tuning(
+        UNTUNED.with_section("section_pull", {"share": 0.5})).retriever
+    assert plain.scored_on == "fused" and pulled.scored_on == "fused+pull"
+    query = "How often should supervision happen?"
+    a, b = plain.rank(query), pulled.rank(query)
+    before = dict(zip(a.chunks.tolist(), a.scores, strict=True))
+    groups = pulled._section_of
+    for i, score in zip(b.chunks.tolist(), b.scores, strict=True):
+        same = [before[j] for j in before if groups[j] == groups[i]]
+        assert score == pytest.approx(0.5 * before[i] + 0.5 * max(same))
+
+
 def test_calibration__relevance_lies_in_0_1_and_never_rises_down_a_list():
     scores = np.array([3.0, 2.5, 2.5, 0.1, -4.0, -50.0])
     for cal in (DEFAULT_CALIBRATION, Calibration(0.5, -0.2, 1.0), Calibration(0.0, 2.0, -1.0)):
@@ -155,6 +185,29 @@ def test_fit_adapter__learns_a_hidden_map_that_holds_for_new_questions():
     plain = top1(test_q)
     adapted = top1(np.stack([adapter.apply(q) for q in test_q]))
     assert adapted > plain + 0.1, (plain, adapted)
+
+
+def test_fit_adapter__a_residual_fit_learns_only_what_the_offsets_miss():
+    """Where the offsets (BM25's share of the score) already rank each question's chunk first,
+    the adapter has little to learn; where they do not, it learns as much as without them."""
+    rng = np.random.default_rng(4)
+    dim, n_chunks, n = 16, 30, 120
+    chunks = rng.standard_normal((n_chunks, dim)).astype(np.float32)
+    chunks /= np.linalg.norm(chunks, axis=1, keepdims=True)
+    target = rng.integers(0, n_chunks, n)
+    q = chunks[(target + 1) % n_chunks]  # every question looks like the wrong chunk
+    relevant = np.zeros((n, n_chunks), bool)
+    relevant[np.arange(n), target] = True
+    known = np.where(relevant, 40.0, 0.0)  # offsets that already rank the evidence first
+
+    def size(offsets: np.ndarray | None) -> float:
+        u, v = fit_adapter(q, relevant, chunks, None, None, rank=8, steps=150, lr=0.01,
+                           offsets=offsets)
+        return float(np.linalg.norm(u @ v.T))
+
+    learned = size(None)
+    assert size(known) < 0.01 * learned
+    assert size(np.zeros((n, n_chunks))) == pytest.approx(learned, rel=1e-4)
 
 
 # -- search with and without fitted parts -----------------------------------------------------
@@ -245,6 +298,29 @@ def test_out_of_fold__scores_each_item_through_sections_fitted_without_it(tiny_f
     # Nothing fitted before: nothing to refit, every item read through the one assistant.
     assert out_of_fold(tiny_fake.with_tuning(UNTUNED), items, [recorder])[0][0] == \
         list(range(len(items)))
+
+
+def test_adapter_fitter__records_its_bm25_offset_and_fits_without_one_too(tiny_fake):
+    items = _items()
+    residual = AdapterFitter(steps=30).fit(tiny_fake, items)
+    plain = AdapterFitter(steps=30, bm25_offset=0.0).fit(tiny_fake, items)
+    assert residual["bm25_offset"] == 0.5 and plain["bm25_offset"] == 0.0
+    assert not np.allclose(residual["u"], plain["u"])
+
+
+def test_section_pull_fitter__chooses_among_its_shares_reading_items_through_unseen_adapters(
+    tiny_fake,
+):
+    items = _items()
+    adapter = AdapterFitter(steps=20)
+    recorder = RecordingFitter()
+    tuning = fit_all(tiny_fake, items, fitters=[adapter])
+    shares = (0.0, 0.3, 0.6)
+    section = SectionPullFitter(refit=[recorder], k=3, shares=shares).fit(
+        tiny_fake.with_tuning(tuning), items)
+    assert section["share"] in shares
+    assert section["items"] == sum(1 for i in items if i.type != "unanswerable")
+    assert len(recorder.seen) == 3  # each item ranked through a refit that never saw it
 
 
 def test_fitters__carry_nothing_from_one_fit_to_the_next(tiny_fake):

@@ -12,7 +12,8 @@ from peerqa.evaluation.fitting import examples
 def test_shipped_tuning__applies_to_the_bundled_corpus(assistant):
     retriever = assistant.retriever
     assert retriever.adapter is not None, "tuning.json was fitted on other documents: peerqa tune"
-    assert retriever.calibration.on == "fused+adapter"
+    assert retriever.scored_on.startswith("fused+adapter")
+    assert retriever.calibration.on == retriever.scored_on  # fitted on these scores, not defaults
 
 
 def test_relevance__falls_down_each_list_and_higher_means_evidence_more_often(assistant):

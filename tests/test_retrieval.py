@@ -111,7 +111,7 @@ def test_retriever__refuses_an_unknown_fusion(tiny_fake):
     r = tiny_fake.retriever
     with pytest.raises(ValueError, match="unknown fusion"):
         Retriever(r.generation, r.embedder, r.documents, fusion="max", bm25_weight=1,
-                  dense_weight=1, sentence_weight=1, rrf_k=60, mention_boost=1,
+                  dense_weight=1, sentence_weight=1, tokens_weight=1, rrf_k=60, mention_boost=1,
                   tuning=r.tuning)
 
 

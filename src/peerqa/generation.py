@@ -6,7 +6,7 @@ and the chromadb version that wrote it. Opening checks the sizes; the hashes of 
 files, which its native code would crash on, are checked before Chroma first opens them (an
 embedded search never does: it scans ``vectors.npy``). ``Generation.verify(deep=True)``, run by
 ``peerqa index``, checks every hash, SQLite's own structure check and a probe query. What a
-search reads (chunk and sentence vectors, the BM25 arrays) is memory-mapped, not loaded, and
+search reads (chunk, sentence and token vectors, the BM25 arrays) is memory-mapped, not loaded, and
 checked for shape and bounds when opened. Chroma's native code reports a panic on the process's
 stderr before Python sees the exception: every call that opens Chroma runs with stderr captured
 (``quietly``), and whatever Chroma raises becomes a one-line ``StoreError``.
@@ -37,7 +37,16 @@ import numpy as np
 from .errors import IndexDamagedError, StoreError
 from .lexical import COUNTS_FILE, LEXICAL_DIR, Bm25Index, Counts
 from .records import MANIFEST, NATIVE_LOADED, file_problems
-from .tables import CHUNKS, SENTENCE_FILES, TABLE, ChunkList, ChunkTable, SentenceVectors
+from .tables import (
+    CHUNKS,
+    SENTENCE_FILES,
+    TABLE,
+    TOKEN_FILES,
+    ChunkList,
+    ChunkTable,
+    SentenceVectors,
+    TokenVectors,
+)
 from .types import Chunk
 
 if TYPE_CHECKING:
@@ -243,6 +252,23 @@ class Generation:
             return SentenceVectors.load(self.path, self.table.bounds if self.chunks else None)
         except _NUMPY_FAILURES as e:
             raise self.damaged(f"sentence files: {reason(e)}") from e
+
+    def tokens(self) -> TokenVectors | None:
+        """The chunks' token vectors, memory-mapped (None for an index built without them)."""
+        if not (self.path / TOKEN_FILES["vectors"]).exists():
+            return None
+        try:
+            return TokenVectors.load(self.path, len(self.chunks))
+        except _NUMPY_FAILURES as e:
+            raise self.damaged(f"token files: {reason(e)}") from e
+
+    def sound_tokens(self) -> TokenVectors | None:
+        """The token vectors (memory-mapped) if their files still have their recorded hashes
+        and their starts are sound, else None: what a build may reuse."""
+        with contextlib.suppress(*_NUMPY_FAILURES):
+            if self.sound(*TOKEN_FILES.values()):
+                return TokenVectors.load(self.path, None)
+        return None
 
     def lexical(self) -> Bm25Index:
         """The BM25 index saved at build time, memory-mapped."""

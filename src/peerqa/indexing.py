@@ -1,8 +1,9 @@
-"""Building the index: chunk the corpus, embed chunks and sentences, write a generation.
+"""Building the index: chunk the corpus, embed chunks and sentences (and, with a local model, each
+chunk's content tokens), write a generation.
 
 An index is reused while it was built from the same corpus, chunking settings and model (the
-generation's manifest records them); otherwise it is rebuilt, reusing the vectors of every text
-that has not changed.
+generation's manifest records them); otherwise it is rebuilt, reusing the vectors (and token
+vectors) of every text that has not changed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from . import chunking
 from .corpus import Corpus
-from .embeddings import Embedder
+from .embeddings import Embedder, token_embedder
 from .errors import StoreError
 from .generation import KEYS
 from .lexical import Bm25Index, Counts
@@ -26,6 +27,7 @@ from .store import (
     Generation,
     IndexStore,
     SentenceVectors,
+    TokenVectors,
     chroma_version,
     chunk_metadata,
 )
@@ -34,6 +36,9 @@ from .types import Chunk, Document
 
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while an index is built."""
+TOKEN_BLOCK = 1024
+"""Chunks whose token vectors are read per call: each block's float32 states are stored as int8
+at once, so a build holds no more than one block's in float32."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +83,7 @@ class Indexer:
         self.embedder = embedder
         self.chunk_target_words = chunk_target_words
         self.chunk_max_words = chunk_max_words
+        self._tokens = token_embedder(embedder)
 
     def expected_manifest(self) -> dict[str, Any]:
         """What the index must have been built from to be reused as it is."""
@@ -90,6 +96,9 @@ class Indexer:
             "chunk_target_words": self.chunk_target_words,
             "chunk_max_words": self.chunk_max_words,
             "embedder": self.embedder.name,
+            # An index without token vectors is rebuilt once for an embedder that gives them
+            # (its chunk and sentence vectors are reused).
+            "tokens": self._tokens.token_version if self._tokens else None,
         }
 
     def is_current(self) -> bool:
@@ -117,7 +126,7 @@ class Indexer:
 
         Besides chunks and vectors, the generation gets what every process would otherwise
         recompute on open: the BM25 index and the vocabulary's counts (from each chunk's
-        stemmed tokens), the sentence vectors as memory-mappable arrays.
+        stemmed tokens), the sentence and token vectors as memory-mappable arrays.
         """
         docs = self.corpus.documents
         by_id = {d.doc_id: d for d in docs}
@@ -142,6 +151,7 @@ class Indexer:
         vectors = self._embed(texts, text_keys, reuse, "embedding", progress)
         sentence_vectors = self._embed(sentence_texts, sentence_keys, reuse, "sentences",
                                        progress)
+        token_vectors = self._embed_tokens(texts, text_keys, base, progress)
         tokens = [tokenize(t) for t in texts]
         manifest = {**self.expected_manifest(),
                     "chunked": {d.doc_id: chunking_key(d) for d in docs}}
@@ -157,6 +167,7 @@ class Indexer:
             counts=Counts.of(docs, tokens),
             keys=(text_keys, sentence_keys),
             base=base,
+            tokens=token_vectors,
         )
 
     def _chunks(self, base: Generation | None) -> list[Chunk]:
@@ -217,6 +228,58 @@ class Indexer:
         if not keys:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([reuse[key] for key in keys]).astype(np.float32, copy=False)
+
+    def _embed_tokens(
+        self, texts: list[str], keys: list[str], base: Generation | None,
+        progress: Progress | None,
+    ) -> TokenVectors | None:
+        """Every chunk's content-token vectors (of what the retrievers see of it), when the
+        embedder gives them: each distinct text read once, those of ``base`` (made the same
+        way, files sound) reused; stored as int8 with a scale per row (``TokenVectors``)."""
+        if self._tokens is None:
+            return None
+        previous = self._previous_tokens(base)
+        todo: dict[str, str] = {}
+        for key, t in zip(keys, texts, strict=True):
+            if key not in previous and key not in todo:
+                todo[key] = t
+        copies = Counter(keys)
+        done = len(texts) - sum(copies[key] for key in todo)
+        if progress:
+            progress("tokens", done, len(texts))
+        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        order = list(todo)
+        for begin in range(0, len(order), TOKEN_BLOCK):
+            block = order[begin : begin + TOKEN_BLOCK]
+            for key, x in zip(block, self._tokens.embed_tokens([todo[key] for key in block]),
+                              strict=True):
+                stored = TokenVectors.of(np.array([0, len(x)]), x)
+                found[key] = stored.vectors, stored.scale
+            done += sum(copies[key] for key in block)
+            if progress:
+                progress("tokens", done, len(texts))
+        parts = [found[key] if key in found else previous[key] for key in keys]
+        start = np.cumsum([0, *(len(v) for v, _ in parts)]).astype(np.int64)
+        if not parts:
+            return TokenVectors(start, np.zeros((0, self.embedder.dim), np.int8),
+                                np.zeros(0, np.float32))
+        return TokenVectors(start, np.concatenate([np.asarray(v) for v, _ in parts]),
+                            np.concatenate([np.asarray(s) for _, s in parts]))
+
+    def _previous_tokens(
+        self, gen: Generation | None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each chunk's token vectors in ``gen`` by its text's key (memory-mapped views), when
+        they were made as this embedder makes them and their files are sound."""
+        if gen is None or self._tokens is None \
+                or gen.manifest.get("tokens") != self._tokens.token_version:
+            return {}
+        tokens = gen.sound_tokens()
+        keys_sound = KEYS not in gen.files or gen.sound(KEYS)
+        chunk_keys = gen.keys()[0] if keys_sound else []
+        if tokens is None or len(chunk_keys) != len(tokens.start) - 1:
+            return {}
+        return {key: tokens.rows(i) for i, key in enumerate(chunk_keys)}
 
     def _previous_vectors(self, gen: Generation | None) -> dict[str, np.ndarray]:
         """Vectors of an earlier generation (the live one, made with this model) by text.

@@ -132,7 +132,7 @@ class LiveIndex:
         return Retriever(
             generation, self.embedder, {d.doc_id: d for d in corpus.documents},
             fusion=s.fusion, bm25_weight=s.bm25_weight, dense_weight=s.dense_weight,
-            sentence_weight=s.sentence_weight, rrf_k=s.rrf_k,
+            sentence_weight=s.sentence_weight, tokens_weight=s.tokens_weight, rrf_k=s.rrf_k,
             mention_boost=s.mention_boost, tuning=self.tuning,
         )
 

@@ -1,18 +1,23 @@
-"""What the fitted parts do to a search: the query adapter and the calibrated relevance.
+"""What the fitted parts do to a search: the query adapter, the pull of a section's passages
+towards its best one, and the calibrated relevance.
 
 The fused score ranks the corpus well enough that the evidence is almost always in its top 50;
 which of those comes first is what fails, mostly because a practitioner's words and the
 documents' differ. The ``adapter`` section holds a low-rank linear map of query vectors, fitted
 on the gold set's question -> evidence pairs, that moves a question's vector towards the
 passages that answer such questions; the dense and sentence signals are computed with the
-adapted vector. The ``relevance`` section turns a search's scores into 0..1 figures that mean
-the same across questions. Both are fitted in ``evaluation/fitting.py``; without a section each
-falls back to its default (the plain vector; the calibration of the plain fused score).
+adapted vector. It is fitted as a residual: beside the BM25 score each chunk already has, so it
+learns what the words miss. The ``section_pull`` section moves each passage's score part of the
+way towards the best score in its section (evidence for a list or an explanation is often spread
+over a section's passages). The ``relevance`` section turns a search's scores into 0..1 figures
+that mean the same across questions. All are fitted in ``evaluation/fit_ranking.py``; without a
+section each falls back to its default (the plain vector; no pull; the calibration of the plain
+fused score).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +62,47 @@ class Adapter:
 
 
 @dataclass(frozen=True, slots=True)
+class SectionPull:
+    """score' = (1 - share) * score + share * (best score in the passage's section).
+
+    A passage alone in its section keeps its score; the best passage of a section keeps its
+    own; the others rise towards it, in the same order among themselves.
+    """
+
+    share: float = 0.0
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any]) -> SectionPull:
+        """The pull of a ``section_pull`` section; no pull when absent or out of [0, 1]."""
+        share = float(section.get("share", 0.0)) if section else 0.0
+        return cls(share if 0.0 <= share <= 1.0 else 0.0)
+
+    def to_section(self) -> dict[str, Any]:
+        return {"share": round(self.share, 6)}
+
+    def apply(self, scores: np.ndarray, groups: np.ndarray) -> np.ndarray:
+        """The pulled scores; ``groups`` numbers each score's section (0..n-1)."""
+        if not self.share or not len(scores):
+            return scores
+        best = np.full(int(groups.max()) + 1, -np.inf)
+        np.maximum.at(best, groups, scores)
+        return np.asarray((1 - self.share) * scores + self.share * best[groups], dtype=scores.dtype)
+
+
+def section_groups(keys: Sequence[Hashable]) -> np.ndarray:
+    """A number per item for its key (a passage's document and section), in first-seen order."""
+    numbers: dict[Hashable, int] = {}
+    return np.array([numbers.setdefault(k, len(numbers)) for k in keys], dtype=np.int64)
+
+
+@dataclass(frozen=True, slots=True)
 class Calibration:
     """relevance = sigmoid(a * score + b * (score - best score of the search) + c).
 
     With a + b >= 0 it never rises as a list goes down. ``on`` names the scores it was fitted
-    on ("fused", or "fused+adapter" when the query adapter was in use); a section fitted on other
-    scores is not used, and the defaults (fitted on the plain fused score) stand in.
+    on ("fused"; "fused+adapter" when the query adapter was in use, "+pull" added when the
+    section pull was); a section fitted on other scores is not used, and the defaults (fitted on
+    the plain fused score) stand in.
     """
 
     a: float

@@ -333,6 +333,7 @@ class ProgressBar:
         if bar is None:
             self.close()  # one bar at a time: the stage before is finished
             label = {"embedding": "Embedding chunks", "sentences": "Embedding sentences",
+                     "tokens": "Embedding chunk words",
                      "storing": "Writing index"}.get(stage, stage)
             unit = "sentence" if stage == "sentences" else "chunk"
             bar = self.bars[stage] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)

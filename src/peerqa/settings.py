@@ -103,6 +103,10 @@ class Settings(BaseSettings):
     sentence_weight: float = Field(
         0.3, ge=0, description="Weight of a chunk's best-matching sentence vector in fusion."
     )
+    tokens_weight: float = Field(
+        0.75, ge=0, description="Weight of late interaction, added to the fused best 300: how "
+        "well each question word's vector finds its closest word in the chunk (local model only)."
+    )
     mention_boost: float = Field(
         1.0, ge=0, description="Boost for passages of a document the question names (e.g. 'Fife')."
     )

@@ -7,7 +7,8 @@ Layout of an index folder::
                              replaced atomically
     generations/<gen>/       manifest.json (with every file's size and sha256), chunks.jsonl,
                              vectors.npy, sentence_{chunks,spans,vectors}.npy, bm25/ (the
-                             lexical index), vocabulary.json, keys.json, chroma/ (embedded)
+                             lexical index), vocabulary.json, keys.json, token_{starts,vectors}.npy
+                             (with a local model), chroma/ (embedded)
 
 A build writes a fresh generation, then points CURRENT at it with ``os.replace``: a build killed
 half way leaves the previous generation live, and the next build removes the leftovers.
@@ -53,7 +54,7 @@ from .generation import (
 )
 from .lexical import COUNTS_FILE, LEXICAL_DIR, Bm25Index, Counts
 from .records import MANIFEST, NATIVE_LOADED, file_problems, file_records
-from .tables import CHUNKS, TABLE, ChunkTable, SentenceVectors, chunk_lines
+from .tables import CHUNKS, TABLE, ChunkTable, SentenceVectors, TokenVectors, chunk_lines
 from .types import Chunk
 
 if TYPE_CHECKING:
@@ -63,11 +64,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["FORMAT_VERSION", "ChromaLocation", "Generation", "IndexStore", "SentenceVectors",
-           "chroma_version", "chunk_metadata"]
+           "TokenVectors", "chroma_version", "chunk_metadata"]
 
-FORMAT_VERSION = 4
-"""4: sentences, BM25 and the vocabulary's counts saved for memory-mapping, text keys in
-keys.json (3: sentences.npz, BM25 rebuilt by every process)."""
+FORMAT_VERSION = 5
+"""5: each chunk's token vectors saved for memory-mapping (late interaction; an index of format
+4 is rebuilt once, its chunk and sentence vectors reused). 4: sentences, BM25 and the
+vocabulary's counts saved for memory-mapping, text keys in keys.json (3: sentences.npz, BM25
+rebuilt by every process)."""
 # Chroma keeps new vectors in its log until this many have arrived, and every reader rebuilds the
 # HNSW files from that log. Syncing at once makes the build write them whole: readers leave them
 # alone, and their hashes hold.
@@ -242,15 +245,19 @@ class IndexStore:
         counts: Counts | None = None,
         keys: tuple[Sequence[str], Sequence[str]] | None = None,
         base: Generation | None = None,
+        tokens: TokenVectors | None = None,
     ) -> Generation:
         """Write a complete generation and make it live. Call under ``write_lock``.
 
         ``keys`` are the embedded texts' keys (chunks, sentences) a later build reuses vectors
-        by; ``base``, an earlier generation of the same chunks' vectors, whose embedded Chroma
-        collection is copied and edited instead of written again when it is sound.
+        by (``tokens``, each chunk's token vectors, by the chunks' keys); ``base``, an earlier
+        generation of the same chunks' vectors, whose embedded Chroma collection is copied and
+        edited instead of written again when it is sound.
         """
         if len(chunks) != len(vectors) or len(chunks) != len(metadatas):
             raise StoreError("chunks, vectors and metadata differ in length")
+        if tokens is not None and len(tokens.start) != len(chunks) + 1:
+            raise StoreError("token vectors and chunks differ in length")
         self._remove_leftovers()
         name = time.strftime("g%Y%m%d-%H%M%S-") + secrets.token_hex(3)
         path = self._generations / name
@@ -264,6 +271,8 @@ class IndexStore:
         _save_array(path / VECTORS, np.asarray(vectors, dtype=np.float32))
         if sentences is not None:
             sentences.save(path)
+        if tokens is not None:
+            tokens.save(path)
         if lexical is not None:
             lexical.save(path / LEXICAL_DIR)
             _fsync_dir(path / LEXICAL_DIR)

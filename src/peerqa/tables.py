@@ -2,14 +2,19 @@
 
 ``chunks.jsonl`` stays the record of the chunks (one JSON object per line, readable by
 anything). Beside it, ``chunk_table.npz`` holds what a search needs of every chunk without
-reading them all: its document (a code into the document ids), its offsets and where its line
-ends. Opening a generation of 26,000 chunks then parses none of them (parsing them all took
-0.2 s, a third of opening); a search parses the few it returns.
+reading them all: its document (a code into the document ids), its offsets, where its line
+ends and its section (a number per document and section, for the section pull). Opening a
+generation of 26,000 chunks then parses none of them (parsing them all took 0.2 s, a third of
+opening); a search parses the few it returns.
 
 ``SentenceVectors`` are every chunk's sentences with their vectors, saved as ``.npy`` files
 that are memory-mapped. Each distinct vector is stored once (a second edition of a document
 repeats most of its sentences; the 100x benchmark corpus, 46% of them), so a search's scan of
 every sentence reads each distinct one once.
+
+``TokenVectors`` are each chunk's content-token vectors (late interaction), int8 with a scale per
+row, saved and memory-mapped the same way: a search reads the rows of the few hundred chunks it
+reranks.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ CHUNKS = "chunks.jsonl"
 TABLE = "chunk_table.npz"
 SENTENCE_FILES = {"chunk": "sentence_chunks.npy", "spans": "sentence_spans.npy",
                   "rows": "sentence_rows.npy", "table": "sentence_vectors.npy"}
+TOKEN_FILES = {"start": "token_starts.npy", "vectors": "token_vectors.npy",
+               "scale": "token_scales.npy"}
 ALIGN = 64
 """Rows the sentence vector table is padded to a multiple of (with zero rows): a product over
 any aligned block of 64 rows then gives each row exactly what the product over the whole table
@@ -49,12 +56,16 @@ def chunk_lines(chunks: Sequence[Chunk]) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ChunkTable:
-    """Per chunk: its document's code, its (start, end) offsets, where its line ends."""
+    """Per chunk: its document's code, its (start, end) offsets, where its line ends, its
+    section's number."""
 
     doc_ids: list[str]
     doc: np.ndarray  # (n,) int32 index into doc_ids
     bounds: np.ndarray  # (n, 2) int64 document offsets
     ends: np.ndarray  # (n,) int64 byte offset just past each line of chunks.jsonl
+    section: np.ndarray | None = None
+    """(n,) int64: chunks of one document and section share a number, numbered in order of
+    first chunk (None in a table of format 4, written without it)."""
 
     @classmethod
     def of(cls, chunks: Sequence[Chunk], data: bytes) -> ChunkTable:
@@ -63,13 +74,20 @@ class ChunkTable:
         doc = np.array([codes.setdefault(c.doc_id, len(codes)) for c in chunks], dtype=np.int32)
         bounds = np.array([(c.start, c.end) for c in chunks], dtype=np.int64).reshape(-1, 2)
         ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10).astype(np.int64) + 1
-        return cls(list(codes), doc, bounds, ends)
+        numbers: dict[tuple[str, str], int] = {}
+        section = np.array([numbers.setdefault((c.doc_id, c.section), len(numbers))
+                            for c in chunks], dtype=np.int64)
+        return cls(list(codes), doc, bounds, ends, section)
 
     def save(self, path: Path) -> None:
         """Write the table (synced)."""
         with open(path, "wb") as f:
-            np.savez(f, doc_ids=np.array(self.doc_ids, dtype=str), doc=self.doc,
-                     bounds=self.bounds, ends=self.ends)
+            doc_ids = np.array(self.doc_ids, dtype=str)
+            if self.section is None:  # a table read from format 4
+                np.savez(f, doc_ids=doc_ids, doc=self.doc, bounds=self.bounds, ends=self.ends)
+            else:
+                np.savez(f, doc_ids=doc_ids, doc=self.doc, bounds=self.bounds, ends=self.ends,
+                         section=self.section)
             f.flush()
             os.fsync(f.fileno())
 
@@ -78,10 +96,14 @@ class ChunkTable:
         """The saved table; OSError, ValueError or KeyError when it is damaged."""
         with np.load(path, allow_pickle=False) as data:
             table = cls([str(d) for d in data["doc_ids"].tolist()], data["doc"], data["bounds"],
-                        data["ends"])
+                        data["ends"], data["section"] if "section" in data.files else None)
         n = len(table.doc)
-        if table.bounds.shape != (n, 2) or table.ends.shape != (n,):
+        if table.bounds.shape != (n, 2) or table.ends.shape != (n,) or (
+                table.section is not None and table.section.shape != (n,)):
             raise ValueError(f"its arrays disagree ({n} chunks)")
+        if n and table.section is not None and (
+                int(table.section.min()) < 0 or int(table.section.max()) >= n):
+            raise ValueError("a chunk's section number is out of range")
         if n and (int(table.doc.min()) < 0 or int(table.doc.max()) >= len(table.doc_ids)
                   or bool((np.diff(table.ends) <= 0).any()) or int(table.ends[0]) <= 0):
             raise ValueError("it points outside its own lists")
@@ -225,3 +247,74 @@ class SentenceVectors:
                     & (spans[:, 1] <= inside[:, 1])).all():
                 raise ValueError("a sentence outside its chunk")
         return s
+
+
+@dataclass(frozen=True, slots=True)
+class TokenVectors:
+    """The contextual vector of each content token of every chunk (late interaction): rows of
+    one chunk are contiguous, ``start[i]:start[i + 1]``.
+
+    Each row is stored as int8 with its own scale (row = vectors[i] * scale[i]): a search widens
+    the rows of the chunks it reranks to float32, which from int8 costs 1 ms for 20,000 rows and
+    from float16 28 ms (numpy's float16 cast is not vectorised); scores move by at most 0.0013
+    (their spread over the bundled corpus: 0.043).
+    """
+
+    start: np.ndarray  # (chunks + 1,) int64, where each chunk's rows begin
+    vectors: np.ndarray  # (n, dim) int8
+    scale: np.ndarray  # (n,) float32, each row's scale
+
+    @classmethod
+    def of(cls, start: np.ndarray, vectors: np.ndarray) -> TokenVectors:
+        """From float rows: each row's largest component stored as +-127."""
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
+        scale = np.abs(vectors).max(axis=1, initial=0.0) / 127
+        safe = np.where(scale > 0, scale, 1).astype(np.float32)
+        rows = np.clip(np.rint(vectors / safe[:, None]), -127, 127).astype(np.int8)
+        return cls(np.asarray(start, dtype=np.int64), rows, scale.astype(np.float32))
+
+    def rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Chunk ``i``'s stored rows and their scales (views: memory-mapped ones stay on disk)."""
+        a, b = int(self.start[i]), int(self.start[i + 1])
+        return self.vectors[a:b], self.scale[a:b]
+
+    def similarities(self, queries: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """The dot products of ``queries`` (float rows) with the stored rows at ``index``, only
+        those read; each row's scale is applied to the products, not to the row's 384 values."""
+        index = np.asarray(index, dtype=np.int64)
+        rows = np.asarray(self.vectors[index], dtype=np.float32)
+        sims: np.ndarray = np.asarray(queries, dtype=np.float32) @ rows.T
+        sims *= np.asarray(self.scale[index], dtype=np.float32)
+        return sims
+
+    def save(self, folder: Path) -> None:
+        """Write one ``.npy`` file per array (synced)."""
+        arrays = {"start": np.asarray(self.start, dtype=np.int64),
+                  "vectors": np.asarray(self.vectors, dtype=np.int8),
+                  "scale": np.asarray(self.scale, dtype=np.float32)}
+        for part, name in TOKEN_FILES.items():
+            with open(folder / name, "wb") as f:
+                np.save(f, np.ascontiguousarray(arrays[part]))
+                f.flush()
+                os.fsync(f.fileno())
+
+    @classmethod
+    def load(cls, folder: Path, chunks: int | None) -> TokenVectors:
+        """The saved token vectors, memory-mapped; ValueError (saying what is wrong) when the
+        starts do not run from 0 up to the rows there are, one per chunk of ``chunks``, or the
+        arrays are not of their kinds and shapes. OSError when a file is missing."""
+        p = {part: np.load(folder / name, mmap_mode="r") for part, name in TOKEN_FILES.items()}
+        t = cls(p["start"], p["vectors"], p["scale"])
+        if t.start.ndim != 1 or not len(t.start) or t.start.dtype != np.int64 \
+                or t.vectors.ndim != 2 or t.vectors.dtype != np.int8 \
+                or t.scale.shape != (len(t.vectors),) or t.scale.dtype != np.float32:
+            raise ValueError(f"starts {t.start.shape} {t.start.dtype}, vectors "
+                             f"{t.vectors.shape} {t.vectors.dtype}, scales {t.scale.shape} "
+                             f"{t.scale.dtype}")
+        if chunks is not None and len(t.start) != chunks + 1:
+            raise ValueError(f"token starts for {len(t.start) - 1} chunks, not {chunks}")
+        start = np.asarray(t.start)
+        if int(start[0]) != 0 or int(start[-1]) != len(t.vectors) \
+                or bool((np.diff(start) < 0).any()):
+            raise ValueError("a chunk's token rows are outside the table")
+        return t

@@ -82,6 +82,11 @@ def _figures(text: str) -> list[_Figure]:
     return out
 
 
+def amounts(text: str) -> set[float]:
+    """The figures a sentence states (years and percentages aside), as numbers."""
+    return {f.amount for f in _figures(text)}
+
+
 def as_of(side: Stated) -> str:
     """The date a sentence's figure refers to, where the text gives one (a year)."""
     own = _OWN_YEAR.search(side.quote)

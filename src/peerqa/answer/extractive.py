@@ -34,7 +34,7 @@ from .answerability import (
     decide,
     naming_stems,
 )
-from .conflicts import Stated, find_conflicts
+from .conflicts import Stated, amounts, find_conflicts
 from .focus import near
 from .gaps import FRAME
 from .meaning import Meaning
@@ -225,18 +225,37 @@ def _disagreeing(
 ) -> list[Candidate]:
     """The quotes and, where one gives a figure, a differing figure on the same point from
     another source among the sentences found, however far down its passage is ranked:
-    disagreement is shown, never left out with the weaker passages."""
+    disagreement is shown, never left out with the weaker passages.
+
+    A quoted figure may be worded too briefly to show what it counts ("around 80 paid posts in
+    mental health services"); another sentence of the same document restating it ("around 80
+    paid peer support roles ... across Scotland") can then name the point that a differing
+    figure shares, and both come in."""
+    def count(chosen: Sequence[Candidate]) -> int:
+        return sum(len(c.sides) for c in find_conflicts(_stated(chosen, hits)))
+
     out = list(quotes)
-    sides = sum(len(c.sides) for c in find_conflicts(_stated(out, hits)))
-    for cand in pool:
-        if cand.relevance < MIN_RELEVANCE or cand in out or not _NUMBER.search(cand.text) \
-                or any(c.doc == cand.doc and cand.start < c.end and c.start < cand.end
-                       for c in out):
+    sides = count(out)
+    quoted = {(c.doc, a) for c in out for a in amounts(c.text)}
+    numeric = [c for c in pool if c.relevance >= MIN_RELEVANCE and _NUMBER.search(c.text)]
+    restating = [c for c in numeric if any((c.doc, a) in quoted for a in amounts(c.text))]
+    for cand in numeric:
+        if cand in out or any(c.doc == cand.doc and cand.start < c.end and c.start < cand.end
+                              for c in out):
             continue
-        more = sum(len(c.sides) for c in find_conflicts(_stated([*out, cand], hits)))
+        more = count([*out, cand])
         if more > sides:
             out.append(cand)
             sides = more
+            continue
+        for restated in restating:
+            if restated in out or restated.doc == cand.doc:
+                continue
+            with_it = [*out, restated]
+            if count([*with_it, cand]) > count(with_it):
+                out += [restated, cand]
+                sides = count(out)
+                break
     return out
 
 

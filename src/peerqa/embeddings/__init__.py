@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
-from .base import BaseEmbedder, Embedder
+from .base import BaseEmbedder, Embedder, TokenEmbedder, token_embedder
 from .local import LocalEmbedder
 from .minilm import local_model_dir
 from .openai import OpenAIEmbedder
@@ -18,8 +18,10 @@ __all__ = [
     "Embedder",
     "LocalEmbedder",
     "OpenAIEmbedder",
+    "TokenEmbedder",
     "get_embedder",
     "local_model_dir",
+    "token_embedder",
 ]
 
 

@@ -371,8 +371,8 @@ def _attention(qkv: np.ndarray, lengths: list[int], heads: int) -> np.ndarray:
     return ctx.reshape(n, hidden)
 
 
-def encode(model: Model, seqs: list[list[int]]) -> np.ndarray:
-    """Mean-pooled, L2-normalised vectors for token-id sequences, run packed without padding."""
+def _hidden(model: Model, seqs: list[list[int]]) -> tuple[np.ndarray, list[int]]:
+    """The last layer's state of every token of every sequence, packed, and their lengths."""
     # Tokens never attend across sequences and padding never reaches the pooled vector, so the
     # dense layers run on the real tokens only (no padding, no mask) and attention runs per
     # sequence: the same numbers as a padded, masked batch, with no wasted work.
@@ -403,7 +403,16 @@ def encode(model: Model, seqs: list[list[int]]) -> np.ndarray:
         out += layer.b_out
         out += x
         x = _layer_norm_(out, layer.ln2_g, layer.ln2_b, eps)
+    return x, lengths
 
+
+def encode(model: Model, seqs: list[list[int]]) -> np.ndarray:
+    """Mean-pooled, L2-normalised vectors for token-id sequences, run packed without padding."""
+    x, lengths = _hidden(model, seqs)
+    return _pooled(x, lengths)
+
+
+def _pooled(x: np.ndarray, lengths: list[int]) -> np.ndarray:
     offsets = np.cumsum([0, *lengths[:-1]])
     pooled = np.add.reduceat(x, offsets, axis=0)
     # Every sequence holds at least [CLS] and [SEP], so sentence-transformers' clamp of the token
@@ -412,3 +421,16 @@ def encode(model: Model, seqs: list[list[int]]) -> np.ndarray:
     norms = np.sqrt(np.einsum("ij,ij->i", pooled, pooled))[:, None]
     pooled /= np.maximum(norms, _F32(1e-12))
     return pooled
+
+
+def encode_both(model: Model, seq: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One sequence's vector and token states, from one run."""
+    x, lengths = _hidden(model, [seq])
+    return _pooled(x, lengths)[0], x
+
+
+def token_states(model: Model, seqs: list[list[int]]) -> list[np.ndarray]:
+    """Each sequence's last-layer token states, (tokens, hidden), before pooling."""
+    x, lengths = _hidden(model, seqs)
+    bounds = np.cumsum([0, *lengths])
+    return [x[bounds[i] : bounds[i + 1]] for i in range(len(seqs))]

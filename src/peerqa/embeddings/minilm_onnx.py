@@ -3,7 +3,8 @@
 No ONNX file of this model is on PyPI and nothing may come from a hub, so the graph is built here,
 op by op with the ``onnx`` package's helpers, from the same float32 weights the numpy reference
 encoder uses (``minilm.Model``). It computes what that encoder computes (BERT, mean pooling over
-real tokens, L2 normalisation), on length-sorted padded batches with the padding masked out.
+real tokens, L2 normalisation), on length-sorted padded batches with the padding masked out; the
+token states before pooling are a second output.
 
 Building takes a second or two, so the graph is written once to the user's cache folder, in a
 folder named by the weights' sha256 and the builder's version: the graph, its weights beside it
@@ -34,7 +35,7 @@ import numpy as np
 from ..errors import ModelError
 from .minilm import MODEL_NAME, WEIGHTS_SHA256, Model
 
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 """Bump when the graph below changes: the cached file's name carries it."""
 OPSET = 17  # LayerNormalization is a standard op from 17 on
 IR_VERSION = 8  # read by every onnxruntime since 1.10
@@ -130,6 +131,9 @@ def build_graph(model: Model) -> Any:
         x = layer_norm(out, g.const(p + "ln2_g", layer.ln2_g), g.const(p + "ln2_b", layer.ln2_b))
 
     x = g.op("Reshape", x, g.op("Concat", batch_seq, g.const("hidden", [hidden]), axis=0))
+    # The token states before pooling are a second output, for late interaction (retrieval's
+    # token signal): one run gives either, and asking for the pooled vector alone costs nothing.
+    g.nodes.append(helper.make_node("Identity", [x], ["token_states"]))
     # Mean over real tokens, then L2 normalisation with sentence-transformers' eps.
     mask3 = g.op("Unsqueeze", mask, g.const("axis2", [2]))
     axis1 = g.const("axis1", [1])
@@ -143,7 +147,8 @@ def build_graph(model: Model) -> Any:
         g.nodes, f"{MODEL_NAME}-peerqa-v{GRAPH_VERSION}",
         [helper.make_tensor_value_info("input_ids", tp.INT64, ["batch", "seq"]),
          helper.make_tensor_value_info("attention_mask", tp.INT64, ["batch", "seq"])],
-        [helper.make_tensor_value_info("embeddings", tp.FLOAT, ["batch", hidden])],
+        [helper.make_tensor_value_info("embeddings", tp.FLOAT, ["batch", hidden]),
+         helper.make_tensor_value_info("token_states", tp.FLOAT, ["batch", "seq", hidden])],
         initializer=g.initializers,
     )
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -301,28 +306,45 @@ class OnnxEncoder:
     def __init__(self, cache_dir: Path | None, load_model: Callable[[], Model]) -> None:
         self._session = session(cache_dir, load_model)
 
-    def encode(self, seqs: Sequence[Sequence[int]]) -> np.ndarray:
-        """Vectors for one batch of token-id sequences, padded to the longest."""
+    @staticmethod
+    def _padded(seqs: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
         width = max(len(s) for s in seqs)
         ids = np.zeros((len(seqs), width), dtype=np.int64)
         mask = np.zeros((len(seqs), width), dtype=np.int64)
         for row, s in enumerate(seqs):
             ids[row, : len(s)] = s
             mask[row, : len(s)] = 1
-        (out,) = self._session.run(["embeddings"], {"input_ids": ids, "attention_mask": mask})
+        return {"input_ids": ids, "attention_mask": mask}
+
+    def encode(self, seqs: Sequence[Sequence[int]]) -> np.ndarray:
+        """Vectors for one batch of token-id sequences, padded to the longest."""
+        (out,) = self._session.run(["embeddings"], self._padded(seqs))
         vectors: np.ndarray = out
         return vectors
 
+    def encode_both(self, seq: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """One sequence's vector and token states, from one run."""
+        vector, states = self._session.run(["embeddings", "token_states"], self._padded([seq]))
+        return np.asarray(vector[0]), np.asarray(states[0])
+
+    def encode_tokens(self, seqs: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Each sequence's last-layer token states, (tokens, hidden), padding cut off."""
+        (out,) = self._session.run(["token_states"], self._padded(seqs))
+        return [np.asarray(out[row, : len(s)]) for row, s in enumerate(seqs)]
+
     def encode_batches(
         self, batches: Sequence[Sequence[Sequence[int]]], threads: int,
-        done: Callable[[int, np.ndarray], None],
+        done: Callable[[int, Any], None], *, tokens: bool = False,
     ) -> None:
-        """Encode every batch, ``threads`` at a time; ``done(i, vectors)`` as each finishes."""
+        """Encode every batch, ``threads`` at a time; ``done(i, vectors)`` as each finishes
+        (with ``tokens``, ``done(i, token_states)``, a list of arrays)."""
+        encode: Callable[[Sequence[Sequence[int]]], Any] = \
+            self.encode_tokens if tokens else self.encode
         if threads <= 1 or len(batches) <= 1:
             for i, batch in enumerate(batches):
-                done(i, self.encode(batch))
+                done(i, encode(batch))
             return
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = [pool.submit(self.encode, batch) for batch in batches]
+            futures = [pool.submit(encode, batch) for batch in batches]
             for i, future in enumerate(futures):
                 done(i, future.result())

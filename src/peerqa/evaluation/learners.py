@@ -45,20 +45,27 @@ def fit_adapter(
     steps: int = 200,
     lr: float = 3e-3,
     seed: int = 0,
+    offsets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Low-rank factors (U, V) of W = I + U V^T so that W q scores the relevant chunks (and
     their sentences) highest among all, by softmax over cosine / ``temperature``.
 
     ``queries`` (n, d) are unit query vectors, ``relevant`` (n, chunks) marks each query's
     relevant chunks; queries without one are skipped. ``l2`` pulls W towards the identity.
+    ``offsets`` (n, chunks), when given, are added to each chunk's logit (and to its
+    sentences'): what the rest of the ranking already gives each chunk, so that the adapter
+    learns what that misses instead of relearning it (a residual fit).
     """
     keep = relevant.any(axis=1)
     q = np.asarray(queries[keep], dtype=np.float32)
     targets = [relevant[keep].astype(np.float32)]
     keys = [np.asarray(chunk_vectors, dtype=np.float32)]
+    shifts: list[np.ndarray | None] = [
+        None if offsets is None else np.asarray(offsets[keep], dtype=np.float32)]
     if sentence_vectors is not None and sentence_chunk is not None and len(sentence_vectors):
         keys.append(np.asarray(sentence_vectors, dtype=np.float32))
         targets.append(relevant[keep][:, sentence_chunk].astype(np.float32))
+        shifts.append(None if shifts[0] is None else shifts[0][:, sentence_chunk])
     targets = [t / np.maximum(t.sum(axis=1, keepdims=True), 1) for t in targets]
     dim = q.shape[1]
     rng = np.random.default_rng(seed)
@@ -70,8 +77,10 @@ def fit_adapter(
     for step in range(1, steps + 1):
         z = q + (q @ v) @ u.T  # W q for every query, without forming W
         grad_z = np.zeros_like(z)
-        for key, target in zip(keys, targets, strict=True):
+        for key, target, shift in zip(keys, targets, shifts, strict=True):
             logits = z @ key.T / temperature
+            if shift is not None:
+                logits += shift
             logits -= logits.max(axis=1, keepdims=True)
             p = np.exp(logits)
             p /= p.sum(axis=1, keepdims=True)

@@ -1,0 +1,220 @@
+"""Late interaction: each chunk's content-token vectors stored in the index, and a question's
+words matched against them one by one (the tiny corpus, fake embedders, no model)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from peerqa import late
+from peerqa.assistant import Assistant
+from peerqa.errors import IndexDamagedError
+from peerqa.tables import TOKEN_FILES, TokenVectors
+
+from .helpers import TINY, FakeEmbedder, FakeTokenEmbedder
+
+
+@pytest.fixture
+def tiny_tokens(tiny_corpus: Path, tmp_path: Path) -> Assistant:
+    """The tiny corpus indexed by an embedder that gives token vectors."""
+    a = Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "tiny-token-index",
+                  embedder=FakeTokenEmbedder())
+    a.index()
+    return a
+
+
+def _unit(*rows: list[float]) -> np.ndarray:
+    x = np.asarray(rows, dtype=np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_maxsim__averages_each_query_token_s_best_match_in_the_chunk():
+    # Chunk 0 holds e1 and e2, chunk 1 nothing, chunk 2 a vector half way between e1 and e2.
+    rows = _unit([1, 0, 0], [0, 1, 0], [1, 1, 0])
+    tokens = TokenVectors.of(np.array([0, 2, 2, 3]), rows)
+    query = _unit([1, 0, 0], [0, 0, 1])
+    scores = late.maxsim(query, tokens, np.array([2, 0, 1]))
+    assert scores[0] == pytest.approx((2 ** -0.5 + 0.0) / 2, abs=1e-3)  # stored as int8
+    assert scores[1] == pytest.approx((1.0 + 0.0) / 2)
+    assert scores[2] == 0.0  # no token
+    assert np.all(late.maxsim(query[:0], tokens, np.array([0, 2])) == 0)
+
+
+def test_rerank__moves_only_the_candidates_and_keeps_the_rest_behind_on_their_own_merits():
+    scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 9.0])
+    mask = np.array([True, True, True, True, True, False])  # the last one is filtered out
+    candidates = np.array([0, 1, 2])
+    out = late.rerank(scores, mask, np.array([0.1, 0.2, 0.9]), candidates, weight=2.0)
+    assert np.argsort(-out[:3]).tolist() == [2, 0, 1]  # the third candidate matched best
+    lowest = out[candidates] - scores[candidates]
+    assert np.allclose(out[3:5] - scores[3:5], lowest.min())  # the rest lowered alike
+    assert out[5] == scores[5]
+    assert late.rerank(scores, mask, np.array([0.1, 0.2, 0.9]), candidates, 0.0) is scores
+
+
+def test_token_vectors__stored_as_int8_give_the_float_rows_within_a_step():
+    rows = np.random.default_rng(3).standard_normal((50, 16)).astype(np.float32)
+    rows[7] = 0  # a row of zeros stays zeros
+    stored = TokenVectors.of(np.array([0, 20, 50]), rows)
+    back = stored.vectors * stored.scale[:, None]
+    step = np.abs(rows).max(axis=1, keepdims=True) / 127
+    assert np.all(np.abs(back - rows) <= step / 2 + 1e-6) and not back[7].any()
+    query = rows[:3]
+    assert np.allclose(stored.similarities(query, np.array([30, 2])), query @ back[[30, 2]].T,
+                       atol=1e-5)
+
+
+def test_index__stores_every_chunk_s_token_vectors_recorded_and_checked(tiny_tokens: Assistant):
+    r = tiny_tokens.retriever
+    tokens = r.generation.tokens()
+    assert tokens is not None and len(tokens.start) == len(r.chunks) + 1
+    assert tokens.vectors.dtype == np.int8 and len(tokens.vectors) == tokens.start[-1]
+    norms = np.linalg.norm(tokens.vectors * tokens.scale[:, None], axis=1)
+    assert np.allclose(norms, 1, atol=1e-2)
+    # One row per content word of what the retrievers see of the chunk.
+    assert tokens.start[1] - tokens.start[0] == len(
+        tiny_tokens.embedder.embed_tokens([r.indexed(0)])[0]) > 0
+    manifest = json.loads((r.generation.path / "manifest.json").read_text())
+    assert all(name in manifest["files"] for name in TOKEN_FILES.values())
+    assert manifest["tokens"] == "fake:stems"
+
+
+def test_opening__memory_maps_the_token_vectors_and_a_search_reads_only_its_candidates_rows(
+    tiny_tokens: Assistant, monkeypatch: pytest.MonkeyPatch
+):
+    opened = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                       index_dir=tiny_tokens.settings.index_dir, embedder=FakeTokenEmbedder())
+    r = opened.retriever
+    assert r.late is not None and isinstance(r.late.tokens.vectors, np.memmap)
+    assert isinstance(r.late.tokens.scale, np.memmap)
+    read: list[np.ndarray] = []
+
+    class Recorded:
+        """The memory-mapped rows, recording which a search reads."""
+
+        def __init__(self, rows: np.ndarray) -> None:
+            self.rows = rows
+
+        def __getitem__(self, index: np.ndarray) -> np.ndarray:
+            read.append(np.asarray(index))
+            return np.asarray(self.rows[index])
+
+    tokens = r.late.tokens
+    monkeypatch.setattr(r.late, "tokens", TokenVectors(tokens.start, Recorded(tokens.vectors),
+                                                       tokens.scale))
+    monkeypatch.setattr(late, "CANDIDATES", 3)
+    scores = np.arange(len(r.chunks), dtype=np.float64)  # the last three are the best
+    r.late.rerank("supervision monthly", scores, np.ones(len(r.chunks), bool), 1.0)
+    best = range(len(r.chunks) - 3, len(r.chunks))
+    expected = np.concatenate([np.arange(tokens.start[i], tokens.start[i + 1]) for i in best])
+    assert len(read) == 1 and sorted(read[0].tolist()) == expected.tolist()
+
+
+@pytest.mark.parametrize("damage", ["beyond", "backwards", "count"])
+def test_opening__refuses_token_starts_that_point_outside_the_vectors(
+    tiny_tokens: Assistant, damage: str
+):
+    live = tiny_tokens.retriever.generation.path
+    starts = np.load(live / TOKEN_FILES["start"])
+    if damage == "beyond":
+        starts[-1] += 1
+    elif damage == "backwards":
+        starts[1], starts[2] = starts[2], starts[1]
+    else:  # one chunk short: the same file size would need another shape
+        starts = np.concatenate([starts[:-2], starts[-1:]])
+    np.save(live / TOKEN_FILES["start"], starts)
+    if damage == "count":  # another size: the load's own check, beside the size records'
+        with pytest.raises(ValueError, match="1 chunks|chunks, not"):
+            TokenVectors.load(live, len(tiny_tokens.retriever.chunks))
+        return
+    # The same size: only the bounds check on open can see it.
+    opened = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                       index_dir=tiny_tokens.settings.index_dir, embedder=FakeTokenEmbedder())
+    with pytest.raises(IndexDamagedError, match="token files"):
+        opened.search("supervision monthly", 1)
+
+
+def test_adding_a_document__reads_only_the_new_chunks_token_vectors(tmp_path: Path):
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    shutil.copytree(TINY, corpus)
+    Assistant(corpus_dir=corpus, index_dir=index, embedder=FakeTokenEmbedder()).index()
+    before = Assistant(corpus_dir=corpus, index_dir=index,
+                       embedder=FakeTokenEmbedder()).retriever
+    (corpus / "night-shifts.md").write_text(
+        "# Night shifts\n\nPeer workers on night shifts meet their supervisor by telephone.\n",
+        encoding="utf-8")
+    embedder = FakeTokenEmbedder()
+    a = Assistant(corpus_dir=corpus, index_dir=index, embedder=embedder)
+    assert a.index().built
+    r = a.retriever
+    new = [i for i, c in enumerate(r.chunks) if c.doc_id == "night-shifts"]
+    assert new and sum(embedder.token_calls) == len(new)
+    tokens, old = r.generation.tokens(), before.generation.tokens()
+    assert tokens is not None and old is not None
+    kept = {c.chunk_id: i for i, c in enumerate(before.chunks)}
+    for i, c in enumerate(r.chunks):  # the others' rows copied as they were
+        if c.doc_id != "night-shifts":
+            for now, then in zip(tokens.rows(i), old.rows(kept[c.chunk_id]), strict=True):
+                assert np.array_equal(now, then)
+
+
+def test_index__built_without_token_vectors_is_rebuilt_once_for_an_embedder_with_them(
+    tiny_corpus: Path, tmp_path: Path
+):
+    folder = tmp_path / "index"
+    plain = Assistant(corpus_dir=tiny_corpus, index_dir=folder, embedder=FakeEmbedder())
+    plain.index()
+    assert plain.retriever.generation.tokens() is None
+    with_tokens = FakeTokenEmbedder()  # same name, so chunk and sentence vectors are reused
+    upgraded = Assistant(corpus_dir=tiny_corpus, index_dir=folder, embedder=with_tokens)
+    assert not upgraded.index_is_current()
+    assert upgraded.index().built and upgraded.index_is_current()
+    assert with_tokens.built == [] and with_tokens.token_calls  # only the token pass ran
+    assert upgraded.retriever.generation.tokens() is not None
+    assert not upgraded.index().built
+
+
+def test_search__late_interaction_finds_the_chunk_holding_the_question_s_words(
+    tiny_tokens: Assistant,
+):
+    r = tiny_tokens.retriever
+    assert r.late is not None
+    query = "twelve-week accredited course"
+    every = np.arange(len(r.chunks))
+    scores = late.maxsim(r.late.query_tokens(query), r.late.tokens, every)
+    best = int(np.argmax(scores))
+    assert "twelve-week accredited course" in r.chunks[best].text
+    assert scores[best] == pytest.approx(1.0, abs=2e-3)  # every word found
+    assert tiny_tokens.search(query, 1)[0].chunk_id == r.chunks[best].chunk_id
+    # Ranked without it, the late-interaction weight changes the scores the search returns.
+    plain = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                      index_dir=tiny_tokens.settings.index_dir, embedder=r.embedder,
+                      tokens_weight=0).retriever
+    assert plain.late is None
+    assert not np.allclose(plain.rank(query).scores[:3], r.rank(query).scores[:3])
+
+
+def test_query__is_read_once_for_its_vector_and_its_token_vectors(tiny_tokens: Assistant):
+    r = tiny_tokens.retriever
+    embedder = r.embedder
+    before = (len(embedder.calls), len(embedder.token_calls))
+    r.rank("a question read once")
+    r.rank("a question read once")
+    assert (len(embedder.calls), len(embedder.token_calls)) == (before[0] + 1, before[1] + 1)
+
+
+def test_search__goes_without_late_interaction_for_an_embedder_without_token_vectors(
+    tiny_fake: Assistant,
+):
+    assert tiny_fake.retriever.late is None and tiny_fake.search("supervision monthly", 2)
+
+
+def test_search__a_zero_weight_turns_late_interaction_off(tiny_corpus: Path, tmp_path: Path):
+    a = Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "off",
+                  embedder=FakeTokenEmbedder(), tokens_weight=0)
+    a.index()
+    assert a.retriever.late is None
