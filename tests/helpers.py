@@ -95,6 +95,11 @@ class FakeTokenEmbedder(FakeEmbedder):
     def embed_query_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         return self.embed_query(text), self.embed_tokens([text])[0]
 
+    def embed_documents_and_tokens(
+        self, texts: Sequence[str], progress: Progress | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        return self.embed_documents(texts), self.embed_tokens(texts, progress)
+
 
 def free_port() -> int:
     with socket.socket() as s:

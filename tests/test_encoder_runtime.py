@@ -93,6 +93,20 @@ def test_token_vectors__both_runtimes_agree_and_keep_only_content_words(
     assert not np.allclose(other[0], onnx_tokens[0][2])
 
 
+def test_vectors_and_tokens__one_pass_gives_exactly_the_two_passes_results(
+    onnx_embedder: LocalEmbedder, numpy_embedder: LocalEmbedder
+) -> None:
+    # A build reads every chunk once for both; an index must not depend on which path made it.
+    texts = _texts()
+    for embedder in (onnx_embedder, numpy_embedder):
+        finished: list[int] = []
+        vectors, tokens = embedder.embed_documents_and_tokens(texts, progress=finished.append)
+        assert np.array_equal(vectors, embedder.embed_documents(texts))
+        for a, b in zip(tokens, embedder.embed_tokens(texts), strict=True):
+            assert np.array_equal(a, b)
+        assert sum(finished) == len(texts)
+
+
 def test_onnx__equals_sentence_transformers_within_1e_5(onnx_embedder: LocalEmbedder) -> None:
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     got = onnx_embedder.embed_documents([c["text"] for c in reference["cases"]])

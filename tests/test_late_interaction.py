@@ -218,3 +218,33 @@ def test_search__a_zero_weight_turns_late_interaction_off(tiny_corpus: Path, tmp
                   embedder=FakeTokenEmbedder(), tokens_weight=0)
     a.index()
     assert a.retriever.late is None
+
+
+class _CountingTokenEmbedder(FakeTokenEmbedder):
+    """Records which of its reading methods a build calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[str, int]] = []
+
+    def embed_tokens(self, texts, progress=None):
+        self.reads.append(("tokens", len(texts)))
+        return super().embed_tokens(texts, progress)
+
+    def embed_documents_and_tokens(self, texts, progress=None):
+        self.reads.append(("both", len(texts)))
+        return self.embed_documents(texts), FakeTokenEmbedder.embed_tokens(self, texts, progress)
+
+
+def test_build__reads_each_chunk_once_for_its_vector_and_its_token_vectors(
+    tiny_corpus: Path, tmp_path: Path
+):
+    embedder = _CountingTokenEmbedder()
+    a = Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "one-pass", embedder=embedder)
+    a.index()
+    distinct = {c.text for c in a.retriever.chunks}
+    assert [kind for kind, _ in embedder.reads] == ["both"]
+    assert embedder.reads[0][1] >= len(distinct) > 0
+    gen = a.store.open()
+    tokens = gen.tokens()
+    assert tokens is not None and len(tokens.start) - 1 == len(a.retriever.chunks)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,10 +148,12 @@ class Indexer:
         reuse = self._previous_vectors(base)
         text_keys = [text_key(t) for t in texts]
         sentence_keys = [text_key(t) for t in sentence_texts]
+        previous_tokens = self._previous_tokens(base)
+        self._embed_both(texts, text_keys, reuse, previous_tokens, progress)
         vectors = self._embed(texts, text_keys, reuse, "embedding", progress)
         sentence_vectors = self._embed(sentence_texts, sentence_keys, reuse, "sentences",
                                        progress)
-        token_vectors = self._embed_tokens(texts, text_keys, base, progress)
+        token_vectors = self._embed_tokens(texts, text_keys, previous_tokens, progress)
         tokens = [tokenize(t) for t in texts]
         manifest = {**self.expected_manifest(),
                     "chunked": {d.doc_id: chunking_key(d) for d in docs}}
@@ -200,45 +202,45 @@ class Indexer:
         Vectors computed here join ``reuse``, so a later stage (sentences after chunks) reuses
         them too. Progress counts texts, duplicates included.
         """
-        todo: dict[str, str] = {}  # key -> text, first occurrence, in order
-        for key, t in zip(keys, texts, strict=True):
-            if key not in reuse and key not in todo:
-                todo[key] = t
-        total = len(texts)
-        waiting = sum(1 for key in keys if key in todo)
-        done = [total - waiting]
-        if progress:
-            progress(stage, done[0], total)
+        todo = _missing(texts, keys, reuse)
+        step = _counter(stage, keys, todo, progress)
         if todo:
-            copies = Counter(key for key in keys if key in todo)
-            order = list(todo)
-            position = [0]
-
-            def step(n: int) -> None:
-                # The embedder reports how many distinct texts it finished (not which: it may
-                # sort them), each standing for its copies: exact at the end, close meanwhile.
-                batch = order[position[0] : position[0] + n]
-                position[0] += n
-                done[0] += sum(copies[k] for k in batch)
-                if progress:
-                    progress(stage, done[0], total)
-
             found = self.embedder.embed_documents(list(todo.values()), progress=step)
-            reuse.update(zip(order, found, strict=True))
+            reuse.update(zip(todo, found, strict=True))
         if not keys:
             return np.zeros((0, self.embedder.dim), dtype=np.float32)
         return np.stack([reuse[key] for key in keys]).astype(np.float32, copy=False)
 
+    def _embed_both(
+        self, texts: list[str], keys: list[str], reuse: dict[str, np.ndarray],
+        previous: dict[str, tuple[np.ndarray, np.ndarray]], progress: Progress | None,
+    ) -> None:
+        """Chunk texts that need both a vector and token vectors, read in one pass of the
+        encoder (a fresh build: every chunk; the encoder is most of a build's time). The
+        vectors join ``reuse``, the token vectors ``previous``."""
+        if self._tokens is None:
+            return
+        todo = _missing(texts, keys, reuse, previous)
+        step = _counter("embedding", keys, todo, progress)
+        if not todo:
+            return
+        found, states = self._tokens.embed_documents_and_tokens(list(todo.values()),
+                                                                progress=step)
+        reuse.update(zip(todo, np.asarray(found, dtype=np.float32), strict=True))
+        for key, x in zip(todo, states, strict=True):
+            stored = TokenVectors.of(np.array([0, len(x)]), x)
+            previous[key] = stored.vectors, stored.scale
+
     def _embed_tokens(
-        self, texts: list[str], keys: list[str], base: Generation | None,
-        progress: Progress | None,
+        self, texts: list[str], keys: list[str],
+        previous: dict[str, tuple[np.ndarray, np.ndarray]], progress: Progress | None,
     ) -> TokenVectors | None:
         """Every chunk's content-token vectors (of what the retrievers see of it), when the
-        embedder gives them: each distinct text read once, those of ``base`` (made the same
-        way, files sound) reused; stored as int8 with a scale per row (``TokenVectors``)."""
+        embedder gives them: each distinct text read once, ``previous`` ones (an earlier
+        generation's, made the same way, files sound; or read with the vectors) reused; stored
+        as int8 with a scale per row (``TokenVectors``)."""
         if self._tokens is None:
             return None
-        previous = self._previous_tokens(base)
         todo: dict[str, str] = {}
         for key, t in zip(keys, texts, strict=True):
             if key not in previous and key not in todo:
@@ -312,5 +314,38 @@ def _stored_counter(progress: Progress | None, total: int) -> Callable[[int], No
     def step(n: int) -> None:
         done[0] += n
         progress("storing", done[0], total)
+
+    return step
+
+
+def _missing(texts: Sequence[str], keys: Sequence[str],
+             *known: Mapping[str, object]) -> dict[str, str]:
+    """Key -> text of the distinct texts none of ``known`` holds, first occurrence, in order."""
+    todo: dict[str, str] = {}
+    for key, t in zip(keys, texts, strict=True):
+        if key not in todo and not any(key in k for k in known):
+            todo[key] = t
+    return todo
+
+
+def _counter(stage: str, keys: Sequence[str], todo: Mapping[str, str],
+             progress: Progress | None) -> Callable[[int], None]:
+    """Reports ``stage``'s progress over ``keys`` as the embedder finishes ``todo``'s texts."""
+    total = len(keys)
+    copies = Counter(key for key in keys if key in todo)
+    done = [total - sum(copies.values())]
+    order = list(todo)
+    position = [0]
+    if progress:
+        progress(stage, done[0], total)
+
+    def step(n: int) -> None:
+        # The embedder reports how many distinct texts it finished (not which: it may sort
+        # them), each standing for its copies: exact at the end, close meanwhile.
+        batch = order[position[0] : position[0] + n]
+        position[0] += n
+        done[0] += sum(copies[k] for k in batch)
+        if progress:
+            progress(stage, done[0], total)
 
     return step

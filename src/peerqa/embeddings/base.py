@@ -52,6 +52,12 @@ class TokenEmbedder(Protocol):
         """``embed_query(text)`` and ``embed_tokens([text])[0]`` together (one pass)."""
         ...
 
+    def embed_documents_and_tokens(
+        self, texts: Sequence[str], progress: Progress | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``embed_documents(texts)`` and ``embed_tokens(texts)`` together (one pass)."""
+        ...
+
 
 def token_embedder(embedder: Embedder) -> TokenEmbedder | None:
     """The embedder as a ``TokenEmbedder``, or None when it gives no token vectors."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -161,10 +161,23 @@ class LocalEmbedder(BaseEmbedder):
     ) -> list[np.ndarray]:
         """For each text, its content tokens' last-layer states as unit rows (float32), in order:
         the word pieces that carry meaning, each read in its context."""
+        return self._read(texts, progress, vectors=False)[1]
+
+    def embed_documents_and_tokens(
+        self, texts: Sequence[str], progress: Progress | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``embed_documents(texts)`` and ``embed_tokens(texts)`` from one pass of the encoder
+        (a build needs both for every chunk): the same batches, so the same numbers."""
+        return self._read(texts, progress, vectors=True)
+
+    def _read(
+        self, texts: Sequence[str], progress: Progress | None, *, vectors: bool
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
         if isinstance(texts, str):
             raise InputError("embed_tokens expects a sequence of texts, not one string")
+        pooled = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return []
+            return pooled, []
         if len(texts) == 1:
             encodings = [self._tokenizer.encode(str(texts[0]).strip())]
         else:
@@ -175,7 +188,10 @@ class LocalEmbedder(BaseEmbedder):
         batches = self._batches(ids)
         threads = QUERY_THREADS if len(batches) == 1 else BUILD_THREADS
 
-        def done(i: int, states: list[np.ndarray]) -> None:
+        def done(i: int, result: Any) -> None:
+            found, states = result if vectors else (None, result)
+            if found is not None:
+                pooled[batches[i]] = found
             for row, x in zip(batches[i], states, strict=True):
                 kept = np.asarray(x[keep[row]], dtype=np.float32)
                 norms = np.linalg.norm(kept, axis=1, keepdims=True)
@@ -185,13 +201,14 @@ class LocalEmbedder(BaseEmbedder):
 
         seqs = [[ids[i] for i in batch] for batch in batches]
         if self._onnx is not None:
-            self._onnx.encode_batches(seqs, threads, done, tokens=True)
-            return out
+            self._onnx.encode_batches(seqs, threads, done, tokens=not vectors, both=vectors)
+            return pooled, out
         assert self._model is not None
         with blas_threads(threads):
             for i, batch_ids in enumerate(seqs):
-                done(i, minilm.token_states(self._model, batch_ids))
-        return out
+                done(i, minilm.encode_with_states(self._model, batch_ids) if vectors
+                     else minilm.token_states(self._model, batch_ids))
+        return pooled, out
 
 
     def embed_query_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -429,6 +429,15 @@ def encode_both(model: Model, seq: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return _pooled(x, lengths)[0], x
 
 
+def encode_with_states(
+    model: Model, seqs: list[list[int]]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``encode`` and ``token_states`` of the same sequences, from one run."""
+    x, lengths = _hidden(model, seqs)
+    bounds = np.cumsum([0, *lengths])
+    return _pooled(x, lengths), [x[bounds[i] : bounds[i + 1]] for i in range(len(seqs))]
+
+
 def token_states(model: Model, seqs: list[list[int]]) -> list[np.ndarray]:
     """Each sequence's last-layer token states, (tokens, hidden), before pooling."""
     x, lengths = _hidden(model, seqs)

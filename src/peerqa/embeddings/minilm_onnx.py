@@ -332,14 +332,23 @@ class OnnxEncoder:
         (out,) = self._session.run(["token_states"], self._padded(seqs))
         return [np.asarray(out[row, : len(s)]) for row, s in enumerate(seqs)]
 
+    def encode_with_tokens(
+        self, seqs: Sequence[Sequence[int]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """``encode`` and ``encode_tokens`` of one batch, from one run."""
+        vectors, states = self._session.run(["embeddings", "token_states"], self._padded(seqs))
+        return np.asarray(vectors), [np.asarray(states[row, : len(s)])
+                                     for row, s in enumerate(seqs)]
+
     def encode_batches(
         self, batches: Sequence[Sequence[Sequence[int]]], threads: int,
-        done: Callable[[int, Any], None], *, tokens: bool = False,
+        done: Callable[[int, Any], None], *, tokens: bool = False, both: bool = False,
     ) -> None:
         """Encode every batch, ``threads`` at a time; ``done(i, vectors)`` as each finishes
-        (with ``tokens``, ``done(i, token_states)``, a list of arrays)."""
+        (with ``tokens``, ``done(i, token_states)``, a list of arrays; with ``both``,
+        ``done(i, (vectors, token_states))``)."""
         encode: Callable[[Sequence[Sequence[int]]], Any] = \
-            self.encode_tokens if tokens else self.encode
+            self.encode_with_tokens if both else self.encode_tokens if tokens else self.encode
         if threads <= 1 or len(batches) <= 1:
             for i, batch in enumerate(batches):
                 done(i, encode(batch))
