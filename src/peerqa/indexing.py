@@ -37,8 +37,10 @@ from .types import Chunk, Document
 Progress = Callable[[str, int, int], None]
 """Called as progress(stage, done, total) while an index is built."""
 TOKEN_BLOCK = 1024
-"""Chunks whose token vectors are read per call: each block's float32 states are stored as int8
-at once, so a build holds no more than one block's in float32."""
+"""Chunks whose token vectors are read per call (with their vectors, or alone): each block's
+float32 states are stored as int8 at once, so a build holds no more than one block's in float32
+(at 26,000 chunks all of them would be about 3 GB). The bundled corpus (260 chunks) is one
+block, read in the same batches as ``embed_documents`` alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,14 +224,15 @@ class Indexer:
             return
         todo = _missing(texts, keys, reuse, previous)
         step = _counter("embedding", keys, todo, progress)
-        if not todo:
-            return
-        found, states = self._tokens.embed_documents_and_tokens(list(todo.values()),
-                                                                progress=step)
-        reuse.update(zip(todo, np.asarray(found, dtype=np.float32), strict=True))
-        for key, x in zip(todo, states, strict=True):
-            stored = TokenVectors.of(np.array([0, len(x)]), x)
-            previous[key] = stored.vectors, stored.scale
+        order = list(todo)
+        for begin in range(0, len(order), TOKEN_BLOCK):
+            block = order[begin : begin + TOKEN_BLOCK]
+            found, states = self._tokens.embed_documents_and_tokens(
+                [todo[key] for key in block], progress=step)
+            reuse.update(zip(block, np.asarray(found, dtype=np.float32), strict=True))
+            for key, x in zip(block, states, strict=True):
+                stored = TokenVectors.of(np.array([0, len(x)]), x)
+                previous[key] = stored.vectors, stored.scale
 
     def _embed_tokens(
         self, texts: list[str], keys: list[str],

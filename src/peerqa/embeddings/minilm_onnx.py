@@ -354,6 +354,8 @@ class OnnxEncoder:
                 done(i, encode(batch))
             return
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = [pool.submit(encode, batch) for batch in batches]
-            for i, future in enumerate(futures):
-                done(i, future.result())
+            futures: list[Any] = [pool.submit(encode, batch) for batch in batches]
+            for i in range(len(futures)):
+                result = futures[i].result()
+                futures[i] = None  # a finished batch's output is not kept to the end
+                done(i, result)
