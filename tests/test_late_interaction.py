@@ -4,6 +4,7 @@ words matched against them one by one (the tiny corpus, fake embedders, no model
 from __future__ import annotations
 
 import json
+import mmap
 import shutil
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def test_opening__memory_maps_the_token_vectors_and_a_search_reads_only_its_cand
     opened = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
                        index_dir=tiny_tokens.settings.index_dir, embedder=FakeTokenEmbedder())
     r = opened.retriever
-    assert r.late is not None and isinstance(r.late.tokens.vectors, np.memmap)
+    assert r.late is not None and isinstance(r.late.tokens.mapping, mmap.mmap)
+    assert not r.late.tokens.vectors.flags.owndata  # a view of the file's mapping, not a copy
     assert isinstance(r.late.tokens.scale, np.memmap)
     read: list[np.ndarray] = []
 
@@ -248,3 +250,22 @@ def test_build__reads_each_chunk_once_for_its_vector_and_its_token_vectors(
     gen = a.store.open()
     tokens = gen.tokens()
     assert tokens is not None and len(tokens.start) - 1 == len(a.retriever.chunks)
+
+
+def test_rerank__gives_back_the_pages_it_read_and_scores_the_same_next_time(
+    tiny_tokens: Assistant, monkeypatch: pytest.MonkeyPatch
+):
+    opened = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                       index_dir=tiny_tokens.settings.index_dir, embedder=FakeTokenEmbedder())
+    r = opened.retriever
+    assert r.late is not None
+    forgotten: list[TokenVectors] = []
+    real = TokenVectors.forget
+    monkeypatch.setattr(TokenVectors, "forget",
+                        lambda self: forgotten.append(self) or real(self))
+    scores = np.arange(len(r.chunks), dtype=np.float64)
+    mask = np.ones(len(r.chunks), bool)
+    first = r.late.rerank("supervision monthly", scores, mask, 1.0)
+    assert forgotten == [r.late.tokens]  # the pages read are given back after each rerank
+    again = r.late.rerank("supervision monthly", scores, mask, 1.0)  # read back from the file
+    assert np.array_equal(first, again) and len(forgotten) == 2

@@ -115,4 +115,5 @@ class LateInteraction:
             searchable = searchable[np.argpartition(-scores[searchable], CANDIDATES)[:CANDIDATES]]
         candidates = searchable
         late = maxsim(self.query_tokens(query), self.tokens, candidates)
+        self.tokens.forget()
         return rerank(scores, mask, late, candidates, weight)
