@@ -234,14 +234,17 @@ def _disagreeing(
     def count(chosen: Sequence[Candidate]) -> int:
         return sum(len(c.sides) for c in find_conflicts(_stated(chosen, hits)))
 
+    def overlaps(cand: Candidate, chosen: Sequence[Candidate]) -> bool:
+        return any(c.doc == cand.doc and cand.start < c.end and c.start < cand.end
+                   for c in chosen)
+
     out = list(quotes)
     sides = count(out)
     quoted = {(c.doc, a) for c in out for a in amounts(c.text)}
     numeric = [c for c in pool if c.relevance >= MIN_RELEVANCE and _NUMBER.search(c.text)]
     restating = [c for c in numeric if any((c.doc, a) in quoted for a in amounts(c.text))]
     for cand in numeric:
-        if cand in out or any(c.doc == cand.doc and cand.start < c.end and c.start < cand.end
-                              for c in out):
+        if cand in out or overlaps(cand, out):
             continue
         more = count([*out, cand])
         if more > sides:
@@ -249,7 +252,7 @@ def _disagreeing(
             sides = more
             continue
         for restated in restating:
-            if restated in out or restated.doc == cand.doc:
+            if restated in out or restated.doc == cand.doc or overlaps(restated, out):
                 continue
             with_it = [*out, restated]
             if count([*with_it, cand]) > count(with_it):
