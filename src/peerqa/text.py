@@ -16,6 +16,7 @@ import importlib.util
 import os
 import re
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 
 import Stemmer
@@ -181,6 +182,11 @@ def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tu
             spans.append((cut, sentence_end))
             cut = m.end()
         spans.append((cut, b))
+    return trimmed(text, spans)
+
+
+def trimmed(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each ``(a, b)`` span of ``text`` without its surrounding white space; blank ones dropped."""
     out = []
     for a, b in spans:
         seg = text[a:b]

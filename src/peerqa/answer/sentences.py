@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..text import BULLET, HEADING_MARK, MARKER
+from ..text import BULLET, HEADING_MARK, MARKER, trimmed
 
 MIN_WORDS = 5
 MAX_ITEMS = 12
@@ -177,14 +177,7 @@ def split_labels(text: str, a: int, b: int) -> list[tuple[int, int]]:
     index may run "... services. **OBJECTIVES** To explore ... **DESIGN** Five ...")."""
     cuts = [m.start() for m in _INNER_LABEL.finditer(text, a, b)]
     bounds = [a, *cuts, b]
-    out = []
-    for x, y in zip(bounds, bounds[1:], strict=False):
-        seg = text[x:y]
-        lead = len(seg) - len(seg.lstrip())
-        trail = len(seg) - len(seg.rstrip())
-        if y - trail > x + lead:
-            out.append((x + lead, y - trail))
-    return out
+    return trimmed(text, zip(bounds, bounds[1:], strict=False))
 
 
 def clean(text: str) -> str:
