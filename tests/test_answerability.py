@@ -6,6 +6,7 @@ import pytest
 
 from peerqa.answer.answerability import Assessment, Term, Thresholds, decide
 from peerqa.answer.gaps import content_words, gap
+from peerqa.answer.meaning import Deferred
 from peerqa.answer.question import asked_types, counts, holds_type
 from peerqa.evaluation import Evidence, GoldItem
 from peerqa.evaluation.fit_answerability import AnswerabilityFitter, Point, choose_point, frontier
@@ -83,6 +84,22 @@ def test_decide__a_word_carrying_the_question_that_the_evidence_lacks_makes_it_p
     # A word that carries little of the question ("readily"): answered.
     light = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus={"caseload": 0.02})
     assert decide(light, Thresholds(focal=0.1)).coverage == "answered"
+
+
+def test_decide__measures_a_term_s_focus_only_when_the_evidence_lacks_the_term():
+    measured: list[str] = []
+
+    def focus() -> dict[str, float]:
+        measured.append("caseload")
+        return {"caseload": 0.2}
+
+    caseload = Term("caseload", "caseload", 6.0, known=False)
+    found = _assessment(terms=(caseload,), matched={"caseload": 1.0}, focus=Deferred(focus))
+    assert decide(found, Thresholds(focal=0.1)).coverage == "answered" and measured == []
+    lacking = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus=Deferred(focus))
+    assert decide(lacking, Thresholds(focal=0.1)).coverage == "partial"
+    assert decide(lacking, Thresholds(focal=0.5)).coverage == "answered"
+    assert measured == ["caseload"]  # measured once, kept for every threshold tried
 
 
 def test_decide__a_name_the_corpus_never_uses_at_the_heart_of_the_question_is_not_covered():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from peerqa.answer.answerability import Thresholds, unknown_names
 from peerqa.answer.extractive import extractive_answer
+from peerqa.answer.meaning import WordMeaning
 from peerqa.answer.question import holds_type, is_list_question, question_terms
 from peerqa.retrieval import Hit, Vocabulary
 from peerqa.text import sentence_spans, tokenize
@@ -106,3 +107,18 @@ def test_selection__drops_near_duplicates_and_sentences_sharing_no_word():
     assert answer.text.count("Supervision should happen monthly") == 1  # near-duplicate dropped
     assert "canteen" not in answer.text
     assert [c.number for c in answer.citations] == [1]
+
+
+def test_focus__encodes_only_the_question_s_variants_the_vector_it_was_searched_with_reused(
+    tiny_fake,
+):
+    question = "How often should supervision of peer workers happen?"
+    r = tiny_fake.retriever
+    searched = r.read(question)[0]
+    embedder = r.embedder
+    before = list(embedder.calls)
+    weights = tiny_fake.meaning.focus(question, ["supervision", "often"])
+    assert embedder.calls[len(before):] == [2]  # the two variants, not the question again
+    assert tiny_fake.meaning.question(question) is searched
+    alone = WordMeaning(embedder).focus(question, ["supervision", "often"])
+    assert weights == alone and weights[0] > 0

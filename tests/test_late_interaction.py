@@ -13,6 +13,7 @@ import pytest
 
 from peerqa import late
 from peerqa.assistant import Assistant
+from peerqa.embeddings import integer
 from peerqa.errors import IndexDamagedError
 from peerqa.tables import TOKEN_FILES, TokenVectors
 
@@ -64,9 +65,39 @@ def test_token_vectors__stored_as_int8_give_the_float_rows_within_a_step():
     back = stored.vectors * stored.scale[:, None]
     step = np.abs(rows).max(axis=1, keepdims=True) / 127
     assert np.all(np.abs(back - rows) <= step / 2 + 1e-6) and not back[7].any()
-    query = rows[:3]
-    assert np.allclose(stored.similarities(query, np.array([30, 2])), query @ back[[30, 2]].T,
-                       atol=1e-5)
+
+
+def test_integer_products__are_exact_and_the_same_with_or_without_onnxruntime(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    rng = np.random.default_rng(5)
+    rows = rng.integers(-127, 128, (700, 384)).astype(np.int8)
+    rows[:3] = 127  # the largest sums there can be
+    columns = rng.integers(-127, 128, (6, 384)).astype(np.int8)
+    columns[0] = 127
+    exact = rows.astype(np.int64) @ columns.astype(np.int64).T
+    kernel = integer.products(rows, columns)
+    assert integer._kernel() is not None  # onnxruntime is installed: its kernel ran
+    monkeypatch.setattr(integer, "_kernel", lambda: None)
+    fallback = integer.products(rows, columns)
+    assert kernel.dtype == fallback.dtype == np.float32
+    assert np.array_equal(kernel, exact) and np.array_equal(fallback, exact)
+    with pytest.raises(ValueError, match="at most"):
+        integer.products(np.zeros((2, 2000), np.int8), np.zeros((1, 2000), np.int8))
+
+
+def test_maxsim__in_integers_gives_the_float_scores_within_the_rows_steps():
+    rng = np.random.default_rng(11)
+    rows = rng.standard_normal((60, 32)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    start = np.array([0, 10, 10, 35, 60])  # chunk 1 has no token
+    stored = TokenVectors.of(start, rows)
+    query = rows[[3, 40, 41]] + 0.1 * rng.standard_normal((3, 32)).astype(np.float32)
+    query /= np.linalg.norm(query, axis=1, keepdims=True)
+    scores = late.maxsim(query, stored, np.array([3, 1, 0, 2]))
+    expected = [float((query @ rows[a:b].T).max(axis=1).mean()) if b > a else 0.0
+                for a, b in ((35, 60), (10, 10), (0, 10), (10, 35))]
+    assert scores[1] == 0.0 and np.allclose(scores, expected, atol=0.01)
 
 
 def test_index__stores_every_chunk_s_token_vectors_recorded_and_checked(tiny_tokens: Assistant):
@@ -110,7 +141,8 @@ def test_opening__memory_maps_the_token_vectors_and_a_search_reads_only_its_cand
                                                        tokens.scale))
     monkeypatch.setattr(late, "CANDIDATES", 3)
     scores = np.arange(len(r.chunks), dtype=np.float64)  # the last three are the best
-    r.late.rerank("supervision monthly", scores, np.ones(len(r.chunks), bool), 1.0)
+    query_tokens = r.late.read("supervision monthly")[1]
+    r.late.rerank(query_tokens, scores, np.ones(len(r.chunks), bool), 1.0)
     best = range(len(r.chunks) - 3, len(r.chunks))
     expected = np.concatenate([np.arange(tokens.start[i], tokens.start[i + 1]) for i in best])
     assert len(read) == 1 and sorted(read[0].tolist()) == expected.tolist()
@@ -187,7 +219,7 @@ def test_search__late_interaction_finds_the_chunk_holding_the_question_s_words(
     assert r.late is not None
     query = "twelve-week accredited course"
     every = np.arange(len(r.chunks))
-    scores = late.maxsim(r.late.query_tokens(query), r.late.tokens, every)
+    scores = late.maxsim(r.late.read(query)[1], r.late.tokens, every)
     best = int(np.argmax(scores))
     assert "twelve-week accredited course" in r.chunks[best].text
     assert scores[best] == pytest.approx(1.0, abs=2e-3)  # every word found
@@ -265,7 +297,8 @@ def test_rerank__gives_back_the_pages_it_read_and_scores_the_same_next_time(
                         lambda self: forgotten.append(self) or real(self))
     scores = np.arange(len(r.chunks), dtype=np.float64)
     mask = np.ones(len(r.chunks), bool)
-    first = r.late.rerank("supervision monthly", scores, mask, 1.0)
+    query_tokens = r.late.read("supervision monthly")[1]
+    first = r.late.rerank(query_tokens, scores, mask, 1.0)
     assert forgotten == [r.late.tokens]  # the pages read are given back after each rerank
-    again = r.late.rerank("supervision monthly", scores, mask, 1.0)  # read back from the file
+    again = r.late.rerank(query_tokens, scores, mask, 1.0)  # read back from the file
     assert np.array_equal(first, again) and len(forgotten) == 2

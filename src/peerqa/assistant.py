@@ -356,7 +356,9 @@ class Assistant:
         """Words compared by their vectors (the index's embedder), each embedded once."""
         with self._lock:
             if self._meaning is None:
-                self._meaning = WordMeaning(self.embedder)
+                # A question's vector is the one its search read (the open retriever keeps it).
+                self._meaning = WordMeaning(self.embedder,
+                                            question=lambda q: self.live.retriever.embed(q))
             return self._meaning
 
     @property

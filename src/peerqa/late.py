@@ -14,12 +14,10 @@ same for a corpus of any size (about 23,000 token vectors a question: 300 chunks
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 
 from .embeddings import TokenEmbedder
+from .embeddings.integer import products, quantised
 from .tables import TokenVectors
 
 CANDIDATES = 300
@@ -30,21 +28,21 @@ cross-validated (hit@5 0.855 against 0.858) but moved the answerability threshol
 it to 0.084 wrongful partial answers (README, Evaluation)."""
 BLOCK = 64
 """Chunks whose token rows are widened to float32 at once (about 5,000 rows, 8 MB)."""
-CACHE = 512
-"""Questions whose token vectors are kept, as for their vectors."""
 
 
 def maxsim(query_tokens: np.ndarray, tokens: TokenVectors, chunks: np.ndarray) -> np.ndarray:
     """For each of ``chunks``, the mean over the query's token vectors of the best cosine with
     one of the chunk's. A chunk without a token, or a query without one, scores 0.
 
-    Only the chunks' own rows are read from ``tokens`` (memory-mapped in an opened index) and
-    widened to float32 for the product, ``BLOCK`` chunks at a time: the rest never enter
-    memory, and a search holds a few MB of float32 rows, not all its candidates' (30 MB)."""
+    The query's rows are quantised to int8 as the stored ones are, and the products taken in
+    integers (``embeddings.integer``), each side's scale applied to the products. Only the
+    chunks' own rows are read from ``tokens`` (memory-mapped in an opened index), ``BLOCK``
+    chunks at a time: the rest never enter memory."""
     chunks = np.asarray(chunks, dtype=np.int64)
     out = np.zeros(len(chunks), dtype=np.float32)
     if not len(query_tokens):
         return out
+    asked, asked_scale = quantised(query_tokens)
     for at in range(0, len(chunks), BLOCK):
         block = chunks[at : at + BLOCK]
         lo, hi = tokens.start[block], tokens.start[block + 1]
@@ -54,10 +52,12 @@ def maxsim(query_tokens: np.ndarray, tokens: TokenVectors, chunks: np.ndarray) -
         # The block's rows gathered together, so one product scores them all.
         begin = np.concatenate([[0], np.cumsum(length)[:-1]])
         index = np.repeat(lo - begin, length) + np.arange(int(length.sum()))
-        sims = tokens.similarities(query_tokens, index)
+        sims = products(tokens.vectors[index], asked)  # (rows, query tokens)
+        sims *= np.asarray(tokens.scale[index], dtype=np.float32)[:, None]
+        sims *= asked_scale[None, :]
         filled = length > 0
-        best = np.maximum.reduceat(sims, begin[filled], axis=1)  # (query tokens, filled chunks)
-        out[at : at + BLOCK][filled] = best.mean(axis=0)
+        best = np.maximum.reduceat(sims, begin[filled], axis=0)  # (filled chunks, query tokens)
+        out[at : at + BLOCK][filled] = best.mean(axis=1)
     return out
 
 
@@ -76,44 +76,27 @@ def rerank(scores: np.ndarray, mask: np.ndarray, late: np.ndarray, candidates: n
 
 
 class LateInteraction:
-    """The chunks' token vectors of one generation and the encoder that reads a question's."""
+    """The chunks' token vectors of one generation and the encoder that reads a question's.
+
+    It keeps nothing of a question: the retriever keeps what ``read`` gives (``Retriever.read``).
+    """
 
     def __init__(self, tokens: TokenVectors, reader: TokenEmbedder) -> None:
         self.tokens = tokens
         self.reader = reader
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
 
-    def _keep(self, query: str, found: np.ndarray) -> None:
-        with self._lock:
-            self._cache[query] = found
-            while len(self._cache) > CACHE:
-                self._cache.popitem(last=False)
-
-    def read(self, query: str) -> np.ndarray:
-        """The query's vector, its token vectors kept for ``rerank``: one pass of the encoder."""
+    def read(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """The query's vector and its content-token vectors: one pass of the encoder."""
         vector, found = self.reader.embed_query_tokens(query)
-        self._keep(query, found)
-        return np.asarray(vector, dtype=np.float32)
+        return np.asarray(vector, dtype=np.float32), np.asarray(found, dtype=np.float32)
 
-    def query_tokens(self, query: str) -> np.ndarray:
-        """The query's content-token vectors (read now unless ``read`` kept them)."""
-        with self._lock:
-            found = self._cache.get(query)
-            if found is not None:
-                self._cache.move_to_end(query)
-                return found
-        found = self.reader.embed_tokens([query])[0]
-        self._keep(query, found)
-        return found
-
-    def rerank(self, query: str, scores: np.ndarray, mask: np.ndarray,
+    def rerank(self, query_tokens: np.ndarray, scores: np.ndarray, mask: np.ndarray,
                weight: float) -> np.ndarray:
         """The search's scores with late interaction added to its best ``CANDIDATES``."""
         searchable = np.flatnonzero(mask)
         if len(searchable) > CANDIDATES:  # the best few, in no order: no full sort
             searchable = searchable[np.argpartition(-scores[searchable], CANDIDATES)[:CANDIDATES]]
         candidates = searchable
-        late = maxsim(self.query_tokens(query), self.tokens, candidates)
+        late = maxsim(query_tokens, self.tokens, candidates)
         self.tokens.forget()
         return rerank(scores, mask, late, candidates, weight)

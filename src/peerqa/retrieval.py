@@ -248,12 +248,13 @@ class Retriever:
         # from the chunks themselves.
         self._section_of = generation.table.section if generation.table.section is not None \
             else section_groups([(c.doc_id, c.section) for c in self.chunks])
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        # A query's vector and, with late interaction, its token vectors.
+        self._queries: OrderedDict[str, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
         # Late interaction needs the chunks' token vectors and an embedder that reads a query's.
         tokens = generation.tokens() if tokens_weight else None
         reader = token_embedder(embedder) if tokens is not None else None
         self.late = LateInteraction(tokens, reader) if tokens is not None and reader else None
-        self._vectors_lock = threading.Lock()
+        self._queries_lock = threading.Lock()
         self._tune(tuning)
 
     def _tune(self, tuning: Tuning) -> None:
@@ -289,22 +290,27 @@ class Retriever:
         codes = [self._codes[d] for d in doc_ids if d in self._codes]
         return np.isin(self._doc_code, np.array(codes, dtype=np.int32))
 
-    def embed(self, query: str) -> np.ndarray:
-        """The embedder's own vector of ``query`` (cached: the eval and the fitters ask twice)."""
-        with self._vectors_lock:
-            vector = self._vectors.get(query)
-            if vector is not None:
-                self._vectors.move_to_end(query)
-                return vector
-        if self.late is not None:  # one encoder pass gives the vector and the token vectors
-            vector = self.late.read(query)
+    def read(self, query: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """The embedder's vector of ``query`` and, with late interaction, its token vectors:
+        one encoder pass, kept (the eval, the fitters and the answer's checks ask again)."""
+        with self._queries_lock:
+            found = self._queries.get(query)
+            if found is not None:
+                self._queries.move_to_end(query)
+                return found
+        if self.late is not None:
+            found = self.late.read(query)
         else:
-            vector = np.asarray(self.embedder.embed_query(query), dtype=np.float32)
-        with self._vectors_lock:
-            self._vectors[query] = vector
-            while len(self._vectors) > QUERY_CACHE:
-                self._vectors.popitem(last=False)
-        return vector
+            found = (np.asarray(self.embedder.embed_query(query), dtype=np.float32), None)
+        with self._queries_lock:
+            self._queries[query] = found
+            while len(self._queries) > QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return found
+
+    def embed(self, query: str) -> np.ndarray:
+        """The embedder's own vector of ``query`` (``read``)."""
+        return self.read(query)[0]
 
     def query_vector(self, query: str) -> np.ndarray:
         """The vector the dense signals search with: the query's, adapted when fitted."""
@@ -401,9 +407,11 @@ class Retriever:
         if mentioned and self.mention_boost:
             unit = MENTION_SCALE[self.fusion](self.weights)
             fused = fused + self.mention_boost * unit * self._in(mentioned)
-        if self.late is not None and self.tokens_weight:
+        query_tokens = self.read(query)[1] if self.late is not None and self.tokens_weight \
+            else None
+        if self.late is not None and query_tokens is not None:
             unit = MENTION_SCALE[self.fusion](self.weights)
-            fused = self.late.rerank(query, fused, signals.mask, self.tokens_weight * unit)
+            fused = self.late.rerank(query_tokens, fused, signals.mask, self.tokens_weight * unit)
         fused = self.pull.apply(fused, self._section_of)
         chunks = top(fused, np.flatnonzero(signals.mask), RANKED)
         if not np.isfinite(fused[chunks]).all():

@@ -255,10 +255,9 @@ class TokenVectors:
     """The contextual vector of each content token of every chunk (late interaction): rows of
     one chunk are contiguous, ``start[i]:start[i + 1]``.
 
-    Each row is stored as int8 with its own scale (row = vectors[i] * scale[i]): a search widens
-    the rows of the chunks it reranks to float32, which from int8 costs 1 ms for 20,000 rows and
-    from float16 28 ms (numpy's float16 cast is not vectorised); scores move by at most 0.0013
-    (their spread over the bundled corpus: 0.043).
+    Each row is stored as int8 with its own scale (row = vectors[i] * scale[i]): a search
+    multiplies the rows of the chunks it reranks as integers (``late.maxsim``); scores move by at
+    most 0.0013 from float rows' (their spread over the bundled corpus: 0.043).
     """
 
     start: np.ndarray  # (chunks + 1,) int64, where each chunk's rows begin
@@ -288,15 +287,6 @@ class TokenVectors:
         """Chunk ``i``'s stored rows and their scales (views: memory-mapped ones stay on disk)."""
         a, b = int(self.start[i]), int(self.start[i + 1])
         return self.vectors[a:b], self.scale[a:b]
-
-    def similarities(self, queries: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """The dot products of ``queries`` (float rows) with the stored rows at ``index``, only
-        those read; each row's scale is applied to the products, not to the row's 384 values."""
-        index = np.asarray(index, dtype=np.int64)
-        rows = np.asarray(self.vectors[index], dtype=np.float32)
-        sims: np.ndarray = np.asarray(queries, dtype=np.float32) @ rows.T
-        sims *= np.asarray(self.scale[index], dtype=np.float32)
-        return sims
 
     def save(self, folder: Path) -> None:
         """Write one ``.npy`` file per array (synced)."""

@@ -18,6 +18,11 @@ The check reads the question, not only its overlap with the passages:
 them. The thresholds are the "answerability" section of the tuning, fitted on the gold set
 (``evaluation/fitting.py``) with the trade-off between declining unanswerable questions and
 wrongly declining answerable ones printed by ``peerqa tune``.
+
+The measures that cost an encoder pass (how much of the question each unmatched term carries,
+the heads of a figure's thing and whether a quote is near them) are ``Deferred``: worked out
+when ``decide`` first reads them, which most verdicts never do (every term found, no figure
+wanting), and then kept for every later threshold tried on the same assessment.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from ..text import tokenize, words
 from .focus import heads as focus_heads
 from .focus import near
 from .gaps import ASKING_WORDS, FRAME, OF_A_THING, content_words, gap, join
-from .meaning import Meaning
+from .meaning import Deferred, Meaning
 from .question import QuestionTerms, asked_types, counts, holds_type
 
 SECTION = "answerability"
@@ -128,9 +133,9 @@ class Assessment:
     """For each specific term: 1.0 when a chosen sentence uses it, else the closest meaning."""
     relevance: float
     """The best chosen sentence's relevance (0 when nothing can be quoted)."""
-    focus: dict[str, float] = field(default_factory=dict)
+    focus: Mapping[str, float] = field(default_factory=dict)
     """For unmatched terms: how much of the question's meaning goes with each (see
-    ``Meaning.focus``); a term absent here carries none worth measuring."""
+    ``Meaning.focus``); a term absent here carries none worth measuring. Deferred."""
     unknown_names: tuple[str, ...] = ()
     counted: float = 0.0
     """The best relevance of a chosen sentence giving a number of the thing a "how many"
@@ -152,11 +157,12 @@ class Assessment:
     """Words of the question the corpus never uses as asked but does in another form
     ("disclosing": "disclosure"); the missing line says the passages found lack them, not the
     documents."""
-    heads: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    heads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """For each figure of a thing asked for (pay, papers), the words naming the thing that
     carry most of the question ("salary" of "starting salary"; ``focus.heads``)."""
-    near: dict[str, bool] = field(default_factory=dict)
-    """For each of those, whether a chosen sentence is about the thing (``focus.near``)."""
+    near: Mapping[str, bool] = field(default_factory=dict)
+    """For each of those, whether a chosen sentence is about the thing (``focus.near``).
+    Deferred, as ``heads``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,19 +331,24 @@ def assess(
         vocab = sorted({w for e in evidence for w in words(e.text) if tokenize(w)})
         for t, sim in zip(unmatched, meaning([t.word for t in unmatched], vocab), strict=True):
             matched[t.stem] = max(0.0, min(sim, 0.999))
-    focus: dict[str, float] = {}
+    focus: Mapping[str, float] = {}
     if meaning is not None:
         loose = sorted((t for t in specific if matched[t.stem] < MEANING_CAP),
                        key=lambda t: -t.idf)[:FOCUS_CANDIDATES]
         # A follow-up is read with the question before it: "Is it free to read?" alone
         # would put all its meaning on "free".
-        focus = dict(zip((t.stem for t in loose),
-                         meaning.focus(terms.query, [t.word for t in loose]), strict=True))
-    heads = {k: tuple(focus_heads(terms.query, content_words(asked[k]), meaning))
-             for k in asked if k in OF_A_THING}
-    heads = {k: h for k, h in heads.items() if h}
+        focus = Deferred(lambda: dict(zip((t.stem for t in loose),
+                                          meaning.focus(terms.query, [t.word for t in loose]),
+                                          strict=True)))
     texts = [e.text for e in evidence]
-    near_thing = {k: any(near(texts, h, meaning)) for k, h in heads.items()}
+
+    def thing_heads() -> dict[str, tuple[str, ...]]:
+        found = {k: tuple(focus_heads(terms.query, content_words(asked[k]), meaning))
+                 for k in asked if k in OF_A_THING}
+        return {k: h for k, h in found.items() if h}
+
+    heads = Deferred(thing_heads)
+    near_thing = Deferred(lambda: {k: any(near(texts, h, meaning)) for k, h in heads.items()})
     choice = _ALTERNATIVES.search(question)
     options: tuple[str, ...] = choice.groups() if choice else ()
     option_stems = {s for o in options for s in tokenize(o)}
@@ -387,10 +398,9 @@ def decide(
     unmatched = [term for term in terms if a.matched[term.stem] < t.meaning]
     share = _share(terms, a, t)
     union, single = a.passage_coverage
-    named_focus = max((a.focus.get(term.stem, 0.0) for term in unmatched
-                       if term.word[:1].isupper() and not term.known), default=0.0)
     if (a.relevance < t.min_relevance or union < min_coverage or single < 0.6 * min_coverage
-            or (a.unknown_names and (share < t.term_share or named_focus >= t.name_focus))):
+            or (a.unknown_names and (share < t.term_share
+                                     or _named_focus(a, unmatched) >= t.name_focus))):
         if not words:
             return Verdict("not_covered")
         names = [*a.unknown_names, *(term.word for term in unmatched if not term.known)]
@@ -451,6 +461,13 @@ def decide(
         return Verdict("not_covered", missing)
     focus = [w for k in wanting for w in a.heads.get(k, ())]
     return Verdict("partial", missing, topic, silent, tuple(dict.fromkeys(focus)))
+
+
+def _named_focus(a: Assessment, unmatched: Sequence[Term]) -> float:
+    """The most of the question's meaning an unmatched name carries (read only when needed:
+    measuring it costs an encoder pass)."""
+    return max((a.focus.get(term.stem, 0.0) for term in unmatched
+                if term.word[:1].isupper() and not term.known), default=0.0)
 
 
 def _stem_of(word: str) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,38 @@ from ..embeddings import Embedder
 
 MAX_WORDS = 50_000
 """Words kept before the cache starts again (a corpus's vocabulary is far smaller)."""
+
+
+V = TypeVar("V")
+
+
+class Deferred(Mapping[str, V]):
+    """A mapping worked out by ``make`` when it is first read, then kept: for measures that
+    cost an encoder pass and that a decision may never read."""
+
+    __slots__ = ("_make", "_items")
+
+    def __init__(self, make: Callable[[], Mapping[str, V]]) -> None:
+        self._make: Callable[[], Mapping[str, V]] | None = make
+        self._items: dict[str, V] = {}
+
+    def _read(self) -> dict[str, V]:
+        if self._make is not None:
+            self._items = dict(self._make())
+            self._make = None
+        return self._items
+
+    def __getitem__(self, key: str) -> V:
+        return self._read()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._read())
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def __repr__(self) -> str:
+        return "Deferred(not read yet)" if self._make is not None else f"Deferred({self._items})"
 
 
 def literal_only(word: str) -> bool:
@@ -40,10 +72,16 @@ class Meaning(Protocol):
 
 
 class WordMeaning:
-    """Similarity of words by their vectors, each word embedded once."""
+    """Similarity of words by their vectors, each word embedded once.
 
-    def __init__(self, embedder: Embedder) -> None:
+    ``question`` gives a question's vector when something already holds it (the retriever keeps
+    the vector it searched with): ``focus`` then encodes only the question's variants.
+    """
+
+    def __init__(self, embedder: Embedder,
+                 question: Callable[[str], np.ndarray] | None = None) -> None:
         self.embedder = embedder
+        self.question = question if question is not None else embedder.embed_query
         self._vectors: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -81,6 +119,6 @@ class WordMeaning:
             return []
         variants = [re.sub(rf"(?<![\w'’-]){re.escape(t)}(?![\w'’-])", " ", question, flags=re.I)
                     for t in terms]
-        vectors = np.asarray(self.embedder.embed_documents([question, *variants]),
-                             dtype=np.float32)
-        return [max(0.0, 1.0 - float(vectors[0] @ v)) for v in vectors[1:]]
+        whole = np.asarray(self.question(question), dtype=np.float32)
+        vectors = np.asarray(self.embedder.embed_documents(variants), dtype=np.float32)
+        return [max(0.0, 1.0 - float(whole @ v)) for v in vectors]

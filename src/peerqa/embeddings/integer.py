@@ -1,0 +1,82 @@
+"""Exact dot products of int8 rows: onnxruntime's integer kernel, else numpy.
+
+Late interaction multiplies a question's few token vectors by every stored token row of its
+candidate passages (20,000 rows for the bundled corpus). Widened to float32 that is a skinny
+product BLAS runs at a fraction of its speed: 3.6 ms a question, measured. With the question's
+rows quantised to int8 too, onnxruntime's unsigned-by-signed 8-bit kernel takes 0.5 ms. Its
+sums are exact integers, and so are numpy's in float32 (every partial sum is an integer below
+2**24 while ``dim`` is at most ``MAX_DIM``): both ways give the same numbers, bit for bit.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+MAX_DIM = 1040
+"""Widest rows whose int8 products stay exact in float32 (127 * 127 * 1040 < 2**24)."""
+
+_session: Any = None
+_failed = False
+_lock = threading.Lock()
+
+
+def quantised(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float rows as int8 (each row's largest component as +-127) and each row's scale."""
+    rows = np.asarray(rows, dtype=np.float32)
+    scale = np.abs(rows).max(axis=1, initial=0.0) / 127
+    safe = np.where(scale > 0, scale, 1).astype(np.float32)
+    return (np.clip(np.rint(rows / safe[:, None]), -127, 127).astype(np.int8),
+            scale.astype(np.float32))
+
+
+def _kernel() -> Any:
+    """A one-node onnxruntime session: MatMulInteger of uint8 rows by int8 columns, on one
+    thread (as the encoder: a question never waits on a thread pool). None when onnxruntime or
+    onnx cannot make it; numpy then does the products."""
+    global _session, _failed
+    with _lock:
+        if _session is None and not _failed:
+            try:
+                import onnxruntime as ort
+                from onnx import TensorProto, helper
+
+                graph = helper.make_graph(
+                    [helper.make_node("MatMulInteger", ["rows", "columns"], ["products"])],
+                    "int8_products",
+                    [helper.make_tensor_value_info("rows", TensorProto.UINT8, ["n", "dim"]),
+                     helper.make_tensor_value_info("columns", TensorProto.INT8, ["dim", "m"])],
+                    [helper.make_tensor_value_info("products", TensorProto.INT32, ["n", "m"])])
+                model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+                model.ir_version = 7
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                _session = ort.InferenceSession(model.SerializeToString(), options,
+                                                providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001  any failure leaves the exact numpy path
+                _failed = True
+        return _session
+
+
+def products(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``rows @ columns.T`` for int8 ``rows`` (n, dim) and int8 ``columns`` (m, dim), exactly,
+    as float32 (n, m)."""
+    rows = np.asarray(rows, dtype=np.int8)
+    columns = np.asarray(columns, dtype=np.int8)
+    if rows.shape[1] != columns.shape[1] or rows.shape[1] > MAX_DIM:
+        raise ValueError(f"rows of {rows.shape[1]} and columns of {columns.shape[1]} values "
+                         f"(at most {MAX_DIM})")
+    kernel = _kernel() if len(rows) and len(columns) else None
+    if kernel is None:
+        return np.asarray(rows, dtype=np.float32) @ np.asarray(columns, dtype=np.float32).T
+    # As uint8 (the kernel's fast form): x + 128 is x's bit pattern with the top bit flipped;
+    # the 128 added to every row value is taken back as 128 times each column's sum.
+    shifted = np.ascontiguousarray(rows).view(np.uint8) ^ np.uint8(0x80)
+    (found,) = kernel.run(["products"], {"rows": shifted,
+                                         "columns": np.ascontiguousarray(columns.T)})
+    out: np.ndarray = found - 128 * columns.sum(axis=1, dtype=np.int32)[None, :]
+    return out.astype(np.float32)
