@@ -122,3 +122,4 @@ def test_focus__encodes_only_the_question_s_variants_the_vector_it_was_searched_
     assert tiny_fake.meaning.question(question) is searched
     alone = WordMeaning(embedder).focus(question, ["supervision", "often"])
     assert weights == alone and weights[0] > 0
+

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from peerqa import late
+from peerqa.answer.meaning import WordMeaning
 from peerqa.assistant import Assistant
 from peerqa.embeddings import integer
 from peerqa.errors import IndexDamagedError
-from peerqa.tables import TOKEN_FILES, TokenVectors
+from peerqa.tables import TOKEN_FILES, WORD_FILES, TokenVectors
 
-from .helpers import TINY, FakeEmbedder, FakeTokenEmbedder
+from .helpers import TINY, FakeEmbedder, FakeTokenEmbedder, damage
 
 
 @pytest.fixture
@@ -207,8 +208,9 @@ def test_index__built_without_token_vectors_is_rebuilt_once_for_an_embedder_with
     upgraded = Assistant(corpus_dir=tiny_corpus, index_dir=folder, embedder=with_tokens)
     assert not upgraded.index_is_current()
     assert upgraded.index().built and upgraded.index_is_current()
-    assert with_tokens.built == [] and with_tokens.token_calls  # only the token pass ran
+    # Only the token pass ran, and the vocabulary's words were embedded (a local embedder's).
     assert upgraded.retriever.generation.tokens() is not None
+    assert with_tokens.built == [len(upgraded.retriever.words.words)] and with_tokens.token_calls
     assert not upgraded.index().built
 
 
@@ -302,3 +304,42 @@ def test_rerank__gives_back_the_pages_it_read_and_scores_the_same_next_time(
     assert forgotten == [r.late.tokens]  # the pages read are given back after each rerank
     again = r.late.rerank(query_tokens, scores, mask, 1.0)  # read back from the file
     assert np.array_equal(first, again) and len(forgotten) == 2
+
+
+def test_words__the_index_holds_every_word_its_chunks_use_and_the_check_embeds_no_other(
+    tiny_tokens: Assistant, tiny_fake: Assistant,
+):
+    r = tiny_tokens.retriever
+    table = r.words
+    assert table is not None and tiny_tokens.meaning.known() is table
+    assert {"supervision", "monthly", "reflective"} <= set(table.words)
+    assert "the" not in table.position and table.get("salary") is None  # a stop word; unused
+    assert np.allclose(table.get("supervision"), r.embedder.embed_documents(["supervision"])[0])
+    embedder = r.embedder
+    before = len(embedder.calls)
+    evidence = ["supervision", "monthly", "reflective"]
+    sims = tiny_tokens.meaning(["salary", "payroll"], evidence)
+    assert embedder.calls[before:] == [2]  # the question's words the chunks never use, only
+    assert np.allclose(sims, WordMeaning(embedder)(["salary", "payroll"], evidence))
+    # An embedder behind an API (no token vectors) is not asked for the whole vocabulary.
+    assert tiny_fake.retriever.words is None
+
+
+@pytest.mark.parametrize("mode", ["truncate", "garble"])
+def test_words__a_damaged_word_file_says_so_in_one_line_and_only_the_words_are_embedded_again(
+    tiny_tokens: Assistant, mode: str
+):
+    live = tiny_tokens.retriever.generation.path
+    n_words = len(tiny_tokens.retriever.words.words)
+    damage(live / WORD_FILES["vectors"], mode, seed=3)
+    opened = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                       index_dir=tiny_tokens.settings.index_dir, embedder=FakeTokenEmbedder())
+    if mode == "truncate":  # its size is checked on open
+        with pytest.raises(IndexDamagedError, match=r"word_vectors.npy .*run `peerqa index`"):
+            opened.ask("How often is supervision?")
+    embedder = FakeTokenEmbedder()
+    repairing = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                          index_dir=tiny_tokens.settings.index_dir, embedder=embedder)
+    info = repairing.index()
+    assert info.built and info.repaired and sum(embedder.built) == n_words
+    assert repairing.ask("How often is supervision?").citations

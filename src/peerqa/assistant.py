@@ -356,9 +356,11 @@ class Assistant:
         """Words compared by their vectors (the index's embedder), each embedded once."""
         with self._lock:
             if self._meaning is None:
-                # A question's vector is the one its search read (the open retriever keeps it).
+                # A question's vector is the one its search read (the open retriever keeps it);
+                # the words its chunks use were embedded with the index.
                 self._meaning = WordMeaning(self.embedder,
-                                            question=lambda q: self.live.retriever.embed(q))
+                                            question=lambda q: self.live.retriever.embed(q),
+                                            known=lambda: self.live.retriever.words)
             return self._meaning
 
     @property

@@ -1,16 +1,15 @@
 """One index generation on disk: its files and their records, its checks, its Chroma collection.
 
 A generation's manifest records what it holds: the size and sha256 of every file in its folder
-(``records.py``; whatever files a build writes, so new ones are covered without a change here)
-and the chromadb version that wrote it. Opening checks the sizes; the hashes of Chroma's HNSW
-files, which its native code would crash on, are checked before Chroma first opens them (an
-embedded search never does: it scans ``vectors.npy``). ``Generation.verify(deep=True)``, run by
-``peerqa index``, checks every hash, SQLite's own structure check and a probe query. What a
-search reads (chunk, sentence and token vectors, the BM25 arrays) is memory-mapped, not loaded, and
-checked for shape and bounds when opened. Chroma's native code reports a panic on the process's
-stderr before Python sees the exception: every call that opens Chroma runs with stderr captured
-(``quietly``), and whatever Chroma raises becomes a one-line ``StoreError``.
-"""
+(``records.py``: whatever files a build writes) and the chromadb version that wrote it. Opening
+checks the sizes; the hashes of Chroma's HNSW files, which its native code would crash on, are
+checked before Chroma first opens them (an embedded search never does: it scans
+``vectors.npy``). ``Generation.verify(deep=True)``, run by ``peerqa index``, checks every hash,
+SQLite's own structure check and a probe query. What a search or an answer reads (chunk,
+sentence, token and word vectors, the BM25 arrays) is memory-mapped and checked for shape and
+bounds when opened. Chroma's native code reports a panic on stderr before Python sees the
+exception: every call that opens Chroma runs with stderr captured (``quietly``), and whatever
+Chroma raises becomes a one-line ``StoreError``."""
 
 from __future__ import annotations
 
@@ -42,10 +41,12 @@ from .tables import (
     SENTENCE_FILES,
     TABLE,
     TOKEN_FILES,
+    WORD_FILES,
     ChunkList,
     ChunkTable,
     SentenceVectors,
     TokenVectors,
+    WordVectors,
 )
 from .types import Chunk
 
@@ -269,6 +270,19 @@ class Generation:
             if self.sound(*TOKEN_FILES.values()):
                 return TokenVectors.load(self.path, None)
         return None
+
+    def words(self, *, sound: bool = False) -> WordVectors | None:
+        """The chunks' words and their vectors: None without them, or (``sound``, what a build
+        reuses) when their files lack their recorded hashes."""
+        if not (self.path / WORD_FILES["vectors"]).exists() \
+                or (sound and not self.sound(*WORD_FILES.values())):
+            return None
+        try:
+            return WordVectors.load(self.path)
+        except _NUMPY_FAILURES as e:
+            if sound:
+                return None
+            raise self.damaged(f"word files: {reason(e)}") from e
 
     def lexical(self) -> Bm25Index:
         """The BM25 index saved at build time, memory-mapped."""

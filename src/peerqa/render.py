@@ -333,9 +333,9 @@ class ProgressBar:
         if bar is None:
             self.close()  # one bar at a time: the stage before is finished
             label = {"embedding": "Embedding chunks", "sentences": "Embedding sentences",
-                     "tokens": "Embedding chunk words",
+                     "tokens": "Embedding chunk words", "words": "Embedding the vocabulary",
                      "storing": "Writing index"}.get(stage, stage)
-            unit = "sentence" if stage == "sentences" else "chunk"
+            unit = {"sentences": "sentence", "words": "word"}.get(stage, "chunk")
             bar = self.bars[stage] = tqdm(total=total, desc=label, unit=unit, file=sys.stderr)
         bar.update(done - bar.n)
 

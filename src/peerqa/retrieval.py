@@ -41,7 +41,7 @@ from .lexical import Counts, LexicalIndex
 from .ranking import DEPTH as RANKED
 from .ranking import Adapter, Calibration, SectionPull, section_groups
 from .store import Generation
-from .tables import ALIGN
+from .tables import ALIGN, WordVectors
 from .text import sentence_spans, tokenize
 from .tuning import Tuning
 from .types import Chunk, Document, Passage
@@ -234,6 +234,8 @@ class Retriever:
         self._doc_code = generation.table.doc  # each chunk's document, as a code
         self._codes = {d: i for i, d in enumerate(generation.table.doc_ids)}
         self.sentences = generation.sentences()
+        self._words: WordVectors | None = None
+        self._words_read = False
         self._sentence_order: np.ndarray | None = None
         self._sentence_bounds = np.zeros(len(self.chunks) + 1, dtype=np.int64)
         if self.sentences is not None:
@@ -256,6 +258,15 @@ class Retriever:
         self.late = LateInteraction(tokens, reader) if tokens is not None and reader else None
         self._queries_lock = threading.Lock()
         self._tune(tuning)
+
+    @property
+    def words(self) -> WordVectors | None:
+        """The words the chunks use and their vectors (read on first use: the answer's check
+        needs them, a search does not)."""
+        if not self._words_read:
+            self._words = self.generation.words()
+            self._words_read = True
+        return self._words
 
     def _tune(self, tuning: Tuning) -> None:
         self.tuning = tuning

@@ -54,7 +54,15 @@ from .generation import (
 )
 from .lexical import COUNTS_FILE, LEXICAL_DIR, Bm25Index, Counts
 from .records import MANIFEST, NATIVE_LOADED, file_problems, file_records
-from .tables import CHUNKS, TABLE, ChunkTable, SentenceVectors, TokenVectors, chunk_lines
+from .tables import (
+    CHUNKS,
+    TABLE,
+    ChunkTable,
+    SentenceVectors,
+    TokenVectors,
+    WordVectors,
+    chunk_lines,
+)
 from .types import Chunk
 
 if TYPE_CHECKING:
@@ -64,13 +72,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["FORMAT_VERSION", "ChromaLocation", "Generation", "IndexStore", "SentenceVectors",
-           "TokenVectors", "chroma_version", "chunk_metadata"]
+           "TokenVectors", "WordVectors", "chroma_version", "chunk_metadata"]
 
-FORMAT_VERSION = 5
-"""5: each chunk's token vectors saved for memory-mapping (late interaction; an index of format
-4 is rebuilt once, its chunk and sentence vectors reused). 4: sentences, BM25 and the
-vocabulary's counts saved for memory-mapping, text keys in keys.json (3: sentences.npz, BM25
-rebuilt by every process)."""
+FORMAT_VERSION = 6
+"""6: the vectors of the words the chunks use (the answer's check; an index of format 5 is
+rebuilt once, every vector reused but the words'). 5: each chunk's token vectors saved for
+memory-mapping (late interaction; an index of format 4 is rebuilt once, its chunk and sentence
+vectors reused). 4: sentences, BM25 and the vocabulary's counts saved for memory-mapping, text
+keys in keys.json (3: sentences.npz, BM25 rebuilt by every process)."""
 # Chroma keeps new vectors in its log until this many have arrived, and every reader rebuilds the
 # HNSW files from that log. Syncing at once makes the build write them whole: readers leave them
 # alone, and their hashes hold.
@@ -246,6 +255,7 @@ class IndexStore:
         keys: tuple[Sequence[str], Sequence[str]] | None = None,
         base: Generation | None = None,
         tokens: TokenVectors | None = None,
+        words: WordVectors | Callable[[], WordVectors] | None = None,
     ) -> Generation:
         """Write a complete generation and make it live. Call under ``write_lock``.
 
@@ -283,6 +293,8 @@ class IndexStore:
                 {"text_keys": list(keys[0]), "sentence_keys": list(keys[1])}).encode())
         manifest.update(self._write_vectors(path, manifest["collection"], chunks, vectors,
                                             metadatas, progress, base))
+        if words is not None:
+            (words() if callable(words) else words).save(path)
         # Recorded last, once every file (Chroma's included) is complete.
         manifest["files"] = file_records(path)
         data = json.dumps(manifest, indent=1).encode()

@@ -15,6 +15,9 @@ every sentence reads each distinct one once.
 ``TokenVectors`` are each chunk's content-token vectors (late interaction), int8 with a scale per
 row, saved and memory-mapped the same way: a search reads the rows of the few hundred chunks it
 reranks.
+
+``WordVectors`` are the vectors of the words the chunks use, each word read alone: the answer's
+check compares a question's unmatched words with the evidence's by them (``answer/meaning``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ SENTENCE_FILES = {"chunk": "sentence_chunks.npy", "spans": "sentence_spans.npy",
                   "rows": "sentence_rows.npy", "table": "sentence_vectors.npy"}
 TOKEN_FILES = {"start": "token_starts.npy", "vectors": "token_vectors.npy",
                "scale": "token_scales.npy"}
+WORD_FILES = {"words": "words.json", "vectors": "word_vectors.npy"}
 ALIGN = 64
 """Rows the sentence vector table is padded to a multiple of (with zero rows): a product over
 any aligned block of 64 rows then gives each row exactly what the product over the whole table
@@ -320,6 +324,55 @@ class TokenVectors:
                 or bool((np.diff(start) < 0).any()):
             raise ValueError("a chunk's token rows are outside the table")
         return t
+
+
+@dataclass(frozen=True, slots=True)
+class WordVectors:
+    """Each word the chunks use (folded, as ``text.words`` gives it) and its vector, the word
+    embedded alone. Built with the index, so a question embeds only the words the corpus never
+    uses (embedding an answer's new evidence words was a third of its time)."""
+
+    words: tuple[str, ...]
+    vectors: np.ndarray  # (n, dim) float32 unit rows, memory-mapped when loaded
+    position: dict[str, int]
+
+    @classmethod
+    def of(cls, words: Sequence[str], vectors: np.ndarray) -> WordVectors:
+        words = tuple(words)
+        return cls(words, np.asarray(vectors, dtype=np.float32).reshape(len(words), -1),
+                   {w: i for i, w in enumerate(words)})
+
+    def get(self, word: str) -> np.ndarray | None:
+        """The word's vector, or None when the chunks never use it."""
+        i = self.position.get(word)
+        return None if i is None else np.asarray(self.vectors[i])
+
+    def save(self, folder: Path) -> None:
+        """``words.json`` and ``word_vectors.npy`` (synced)."""
+        with open(folder / WORD_FILES["words"], "wb") as f:
+            f.write(json.dumps(list(self.words), ensure_ascii=False).encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        with open(folder / WORD_FILES["vectors"], "wb") as f:
+            np.save(f, np.ascontiguousarray(self.vectors, dtype=np.float32))
+            f.flush()
+            os.fsync(f.fileno())
+
+    @classmethod
+    def load(cls, folder: Path) -> WordVectors:
+        """The saved words, their vectors memory-mapped; ValueError (saying what is wrong) when
+        the words are not a list of distinct strings, one per float32 row. OSError when a file
+        is missing."""
+        words = json.loads((folder / WORD_FILES["words"]).read_text(encoding="utf-8"))
+        vectors = np.load(folder / WORD_FILES["vectors"], mmap_mode="r")
+        if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+            raise ValueError("words.json is not a list of words")
+        if vectors.ndim != 2 or vectors.dtype != np.float32 or len(vectors) != len(words):
+            raise ValueError(f"{len(words)} words and vectors {vectors.shape} {vectors.dtype}")
+        found = cls(tuple(words), vectors, {w: i for i, w in enumerate(words)})
+        if len(found.position) != len(words):
+            raise ValueError("a word is listed twice")
+        return found
 
 
 def _own_mapping(path: Path, header: np.ndarray) -> tuple[np.ndarray, mmap.mmap | None]:

@@ -71,26 +71,41 @@ class Meaning(Protocol):
         ...
 
 
+class KnownWords(Protocol):
+    """Words whose vectors are already known (``tables.WordVectors``, built with the index)."""
+
+    def get(self, word: str) -> np.ndarray | None: ...
+
+
 class WordMeaning:
     """Similarity of words by their vectors, each word embedded once.
 
-    ``question`` gives a question's vector when something already holds it (the retriever keeps
-    the vector it searched with): ``focus`` then encodes only the question's variants.
+    ``known`` gives the index's word vectors (every word its chunks use, embedded at build
+    time): then only words the corpus never uses are embedded here. ``question`` gives a
+    question's vector when something already holds it (the retriever keeps the vector it
+    searched with): ``focus`` then encodes only the question's variants.
     """
 
     def __init__(self, embedder: Embedder,
-                 question: Callable[[str], np.ndarray] | None = None) -> None:
+                 question: Callable[[str], np.ndarray] | None = None,
+                 known: Callable[[], KnownWords | None] | None = None) -> None:
         self.embedder = embedder
         self.question = question if question is not None else embedder.embed_query
+        self.known = known
         self._vectors: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def _embed(self, words: Sequence[str]) -> dict[str, np.ndarray]:
+        table = self.known() if self.known is not None else None
         with self._lock:
             new = sorted({w for w in words if w not in self._vectors})
+            if new and len(self._vectors) + len(new) > MAX_WORDS:
+                self._vectors.clear()
+            if new and table is not None:
+                held = {w: v for w in new if (v := table.get(w)) is not None}
+                self._vectors.update(held)
+                new = [w for w in new if w not in held]
             if new:
-                if len(self._vectors) + len(new) > MAX_WORDS:
-                    self._vectors.clear()
                 vectors = np.asarray(self.embedder.embed_documents(new), dtype=np.float32)
                 self._vectors.update(zip(new, vectors, strict=True))
             return {w: self._vectors[w] for w in words}
