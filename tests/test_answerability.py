@@ -86,20 +86,28 @@ def test_decide__a_word_carrying_the_question_that_the_evidence_lacks_makes_it_p
     assert decide(light, Thresholds(focal=0.1)).coverage == "answered"
 
 
-def test_decide__measures_a_term_s_focus_only_when_the_evidence_lacks_the_term():
-    measured: list[str] = []
+def test_decide__measures_focus_only_for_terms_the_evidence_lacks_together_and_once():
+    measured: list[list[str]] = []
 
-    def focus() -> dict[str, float]:
-        measured.append("caseload")
-        return {"caseload": 0.2}
+    def focus(stems: list[str]) -> dict[str, float]:
+        measured.append(stems)
+        return {s: {"caseload": 0.2, "rota": 0.05, "audit": 0.3}[s] for s in stems}
 
     caseload = Term("caseload", "caseload", 6.0, known=False)
-    found = _assessment(terms=(caseload,), matched={"caseload": 1.0}, focus=Deferred(focus))
+    rota = Term("rota", "rota", 5.0, known=False)
+    audit = Term("audit", "audit", 4.0, known=True)
+    terms = (caseload, rota, audit)
+    found = _assessment(terms=terms, matched={"caseload": 1.0, "rota": 1.0, "audit": 1.0},
+                        focus=Deferred(["caseload", "rota", "audit"], focus))
     assert decide(found, Thresholds(focal=0.1)).coverage == "answered" and measured == []
-    lacking = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus=Deferred(focus))
+    lacking = _assessment(terms=terms, matched={"caseload": 0.3, "rota": 0.2, "audit": 1.0},
+                          focus=Deferred(["caseload", "rota", "audit"], focus))
     assert decide(lacking, Thresholds(focal=0.1)).coverage == "partial"
     assert decide(lacking, Thresholds(focal=0.5)).coverage == "answered"
-    assert measured == ["caseload"]  # measured once, kept for every threshold tried
+    # The two terms the evidence lacks, measured in one batch, once for every threshold tried;
+    # the term it holds never.
+    assert measured == [["caseload", "rota"]]
+    assert dict(lacking.focus) == {"caseload": 0.2, "rota": 0.05, "audit": 0.3}
 
 
 def test_decide__a_name_the_corpus_never_uses_at_the_heart_of_the_question_is_not_covered():

@@ -37,7 +37,7 @@ from ..text import tokenize, words
 from .focus import heads as focus_heads
 from .focus import near
 from .gaps import ASKING_WORDS, FRAME, OF_A_THING, content_words, gap, join
-from .meaning import Deferred, Meaning
+from .meaning import Deferred, Meaning, want
 from .question import QuestionTerms, asked_types, counts, holds_type
 
 SECTION = "answerability"
@@ -337,18 +337,20 @@ def assess(
                        key=lambda t: -t.idf)[:FOCUS_CANDIDATES]
         # A follow-up is read with the question before it: "Is it free to read?" alone
         # would put all its meaning on "free".
-        focus = Deferred(lambda: dict(zip((t.stem for t in loose),
-                                          meaning.focus(terms.query, [t.word for t in loose]),
-                                          strict=True)))
+        words_of = {t.stem: t.word for t in loose}
+        focus = Deferred(words_of, lambda stems: dict(zip(
+            stems, meaning.focus(terms.query, [words_of[s] for s in stems]), strict=True)))
     texts = [e.text for e in evidence]
 
-    def thing_heads() -> dict[str, tuple[str, ...]]:
+    def thing_heads(kinds: list[str]) -> dict[str, tuple[str, ...]]:
         found = {k: tuple(focus_heads(terms.query, content_words(asked[k]), meaning))
-                 for k in asked if k in OF_A_THING}
+                 for k in kinds}
         return {k: h for k, h in found.items() if h}
 
-    heads = Deferred(thing_heads)
-    near_thing = Deferred(lambda: {k: any(near(texts, h, meaning)) for k, h in heads.items()})
+    kinds = [k for k in asked if k in OF_A_THING]
+    heads = Deferred(kinds, thing_heads)
+    near_thing = Deferred(kinds, lambda ks: {k: any(near(texts, heads[k], meaning))
+                                             for k in ks if k in heads})
     choice = _ALTERNATIVES.search(question)
     options: tuple[str, ...] = choice.groups() if choice else ()
     option_stems = {s for o in options for s in tokenize(o)}
@@ -414,8 +416,9 @@ def decide(
     said |= {stem for option in a.options for stem in tokenize(option)}
     unknown = [term for term in unmatched if not term.known and term.stem not in said]
     total = sum(term.idf for term in terms) or 1.0
+    weights = want(a.focus, [term.stem for term in unmatched if term.stem not in said])
     focal = [term for term in unmatched
-             if term.stem not in said and a.focus.get(term.stem, 0.0) >= t.focal]
+             if term.stem not in said and weights.get(term.stem, 0.0) >= t.focal]
     terms_short = bool(a.unknown_names) or share < t.term_share or bool(focal) \
         or sum(term.idf for term in unknown) / total >= t.unknown_share
     silent = tuple(d for d in a.named if a.named_relevance.get(d, 0.0) < t.named_relevance
@@ -466,8 +469,8 @@ def decide(
 def _named_focus(a: Assessment, unmatched: Sequence[Term]) -> float:
     """The most of the question's meaning an unmatched name carries (read only when needed:
     measuring it costs an encoder pass)."""
-    return max((a.focus.get(term.stem, 0.0) for term in unmatched
-                if term.word[:1].isupper() and not term.known), default=0.0)
+    names = [term.stem for term in unmatched if term.word[:1].isupper() and not term.known]
+    return max((want(a.focus, names).get(stem, 0.0) for stem in names), default=0.0)
 
 
 def _stem_of(word: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol, TypeVar
 
 import numpy as np
@@ -26,32 +26,48 @@ V = TypeVar("V")
 
 
 class Deferred(Mapping[str, V]):
-    """A mapping worked out by ``make`` when it is first read, then kept: for measures that
-    cost an encoder pass and that a decision may never read."""
+    """Values of ``keys``, worked out by ``make`` (given the keys wanted, together) when first
+    read, then kept: for measures that cost an encoder pass and that a decision may never read.
+    A key ``make`` leaves out has no value."""
 
-    __slots__ = ("_make", "_items")
+    __slots__ = ("_keys", "_make", "_items", "_done")
 
-    def __init__(self, make: Callable[[], Mapping[str, V]]) -> None:
-        self._make: Callable[[], Mapping[str, V]] | None = make
+    def __init__(self, keys: Iterable[str],
+                 make: Callable[[list[str]], Mapping[str, V]]) -> None:
+        self._keys = tuple(dict.fromkeys(keys))
+        self._make = make
         self._items: dict[str, V] = {}
+        self._done: set[str] = set()
 
-    def _read(self) -> dict[str, V]:
-        if self._make is not None:
-            self._items = dict(self._make())
-            self._make = None
-        return self._items
+    def want(self, keys: Iterable[str]) -> None:
+        """Work out the values of ``keys`` not yet worked out, in one call of ``make``."""
+        missing = [k for k in dict.fromkeys(keys) if k in self._keys and k not in self._done]
+        if missing:
+            found = self._make(missing)
+            self._items.update((k, found[k]) for k in missing if k in found)
+            self._done.update(missing)
 
     def __getitem__(self, key: str) -> V:
-        return self._read()[key]
+        self.want([key])
+        return self._items[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._read())
+        self.want(self._keys)
+        return iter(self._items)
 
     def __len__(self) -> int:
-        return len(self._read())
+        self.want(self._keys)
+        return len(self._items)
 
     def __repr__(self) -> str:
-        return "Deferred(not read yet)" if self._make is not None else f"Deferred({self._items})"
+        return f"Deferred({self._items}, {len(self._keys) - len(self._done)} not read yet)"
+
+
+def want(values: Mapping[str, V], keys: Iterable[str]) -> Mapping[str, V]:
+    """``values``, with those of ``keys`` worked out together when it is ``Deferred``."""
+    if isinstance(values, Deferred):
+        values.want(keys)
+    return values
 
 
 def literal_only(word: str) -> bool:
