@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from .embeddings import TokenEmbedder
-from .embeddings.integer import products, quantised
-from .tables import TokenVectors
+from .embeddings.integer import products
+from .tables import TokenVectors, quantised
 
 CANDIDATES = 300
 """How many of a search's best passages late interaction reranks: every passage of the bundled

@@ -254,6 +254,17 @@ class SentenceVectors:
         return s
 
 
+def quantised(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Float rows as int8, each row's largest component as +-127, and each row's scale (row =
+    values * scale, within half a step)."""
+    rows = np.asarray(rows, dtype=np.float32)
+    rows = rows.reshape(len(rows), -1)
+    scale = np.abs(rows).max(axis=1, initial=0.0) / 127
+    safe = np.where(scale > 0, scale, 1).astype(np.float32)
+    return (np.clip(np.rint(rows / safe[:, None]), -127, 127).astype(np.int8),
+            scale.astype(np.float32))
+
+
 @dataclass(frozen=True, slots=True)
 class TokenVectors:
     """The contextual vector of each content token of every chunk (late interaction): rows of
@@ -280,12 +291,9 @@ class TokenVectors:
 
     @classmethod
     def of(cls, start: np.ndarray, vectors: np.ndarray) -> TokenVectors:
-        """From float rows: each row's largest component stored as +-127."""
-        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), -1)
-        scale = np.abs(vectors).max(axis=1, initial=0.0) / 127
-        safe = np.where(scale > 0, scale, 1).astype(np.float32)
-        rows = np.clip(np.rint(vectors / safe[:, None]), -127, 127).astype(np.int8)
-        return cls(np.asarray(start, dtype=np.int64), rows, scale.astype(np.float32))
+        """From float rows: each row's largest component stored as +-127 (``quantised``)."""
+        rows, scale = quantised(vectors)
+        return cls(np.asarray(start, dtype=np.int64), rows, scale)
 
     def rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Chunk ``i``'s stored rows and their scales (views: memory-mapped ones stay on disk)."""

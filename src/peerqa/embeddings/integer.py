@@ -23,15 +23,6 @@ _failed = False
 _lock = threading.Lock()
 
 
-def quantised(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Float rows as int8 (each row's largest component as +-127) and each row's scale."""
-    rows = np.asarray(rows, dtype=np.float32)
-    scale = np.abs(rows).max(axis=1, initial=0.0) / 127
-    safe = np.where(scale > 0, scale, 1).astype(np.float32)
-    return (np.clip(np.rint(rows / safe[:, None]), -127, 127).astype(np.int8),
-            scale.astype(np.float32))
-
-
 def _kernel() -> Any:
     """A one-node onnxruntime session: MatMulInteger of uint8 rows by int8 columns, on one
     thread (as the encoder: a question never waits on a thread pool). None when onnxruntime or
