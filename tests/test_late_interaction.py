@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from peerqa import late
+from peerqa import late, tables
 from peerqa.answer.meaning import WordMeaning
 from peerqa.assistant import Assistant
 from peerqa.embeddings import integer
@@ -301,7 +301,7 @@ def test_rerank__gives_back_the_pages_it_read_and_scores_the_same_next_time(
     mask = np.ones(len(r.chunks), bool)
     query_tokens = r.late.read("supervision monthly")[1]
     first = r.late.rerank(query_tokens, scores, mask, 1.0)
-    assert forgotten == [r.late.tokens]  # the pages read are given back after each rerank
+    assert forgotten == [r.late.tokens]  # asked to give back the pages read after each rerank
     again = r.late.rerank(query_tokens, scores, mask, 1.0)  # read back from the file
     assert np.array_equal(first, again) and len(forgotten) == 2
 
@@ -343,3 +343,24 @@ def test_words__a_damaged_word_file_says_so_in_one_line_and_only_the_words_are_e
     info = repairing.index()
     assert info.built and info.repaired and sum(embedder.built) == n_words
     assert repairing.ask("How often is supervision?").citations
+
+
+def test_forget__gives_pages_back_only_for_a_token_file_larger_than_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    advised: list[int] = []
+
+    class Mapping:
+        def __len__(self) -> int:
+            return 8 * 2**20  # the bundled corpus's file: read whole by every search
+
+        def madvise(self, flag: int) -> None:
+            advised.append(flag)
+
+    rows = TokenVectors.of(np.array([0, 2]), np.ones((2, 4), np.float32))
+    kept = TokenVectors(rows.start, rows.vectors, rows.scale, Mapping())  # type: ignore[arg-type]
+    kept.forget()
+    assert advised == []
+    monkeypatch.setattr(tables, "TOKENS_KEPT", 2**20)  # a file larger than the budget
+    kept.forget()
+    assert advised == [mmap.MADV_DONTNEED]
