@@ -75,6 +75,23 @@ def test_quotable__a_sentence_pointing_at_what_follows_brings_it_or_is_not_quote
     assert quote_problems(text, list(unit.spans)) == []
 
 
+def test_quotable__a_sentence_announcing_how_many_things_brings_the_one_that_names_them():
+    text = ("Peer support workers require supervision and support in two main areas. They need "
+            "support to maintain their wellness during employment as well as support from within "
+            "their team to develop their role.")
+    spans = sentence_spans(text)
+    unit = quotable(text, 0, spans, 0)
+    assert unit is not None and len(unit.items) == 1  # "They need ...": its referent comes first
+    assert text[unit.items[0][0] : unit.items[0][1]].startswith("They need support")
+    assert _units("Peer support workers require supervision and support in two main areas.") \
+        == [None]
+    # A count that ends a sentence without announcing anything is quoted alone.
+    for plain in ("The pilot ran in five Health Board areas.",
+                  "The pilot was evaluated over two years."):
+        assert not flaws(plain, 0, len(plain)).forward
+        assert _units(plain) == [plain]
+
+
 def test_quotable__a_fragment_that_starts_mid_thought_is_not_quoted():
     assert _units("surprisingly, many of these have made their way into local guidelines.") \
         == [None]

@@ -93,7 +93,11 @@ _CONTENTS = re.compile(
 # peer support." It brings what follows or is not quoted.
 _FORWARD = re.compile(
     r"\b(?:the following|as follows|(?:listed|set out|described|shown|summari[sz]ed|outlined|"
-    r"given) below|below are)\b",
+    r"given) below|below are)\b"
+    # A sentence that ends announcing how many things it does not name: "... support in two
+    # main areas." (the next sentence names them).
+    r"|\b(?:two|three|four|five|six|several|a number of)\s+(?:main|key|broad|distinct|"
+    r"separate|major|core|principal)\s+[a-z-]+s\W*$",
     re.I,
 )
 # A reference-list entry: "Pitt, V., Lowe, D. (2013). Title. Journal, 3(2)" or "Author et al."

@@ -223,10 +223,12 @@ def quotable(
     if found.forward:
         # "The following definitions capture ...": what follows comes with it, or it is not
         # quoted.
-        following = []
+        following: list[tuple[int, int]] = []
         for na, nb in spans[i + 1 : i + 1 + FOLLOWING]:
             after = flaws(text, na - offset, nb - offset, section=section)
-            if after.hard or after.needs_previous or after.list_intro or after.forward:
+            # The first one may refer back ("They need ..."): to the sentence it follows.
+            if after.hard or (after.needs_previous and following) or after.list_intro \
+                    or after.forward:
                 break
             following.append((offset + content_start(text, na - offset, nb - offset), nb))
         if not following:
