@@ -122,6 +122,19 @@ def test_decide__a_name_the_corpus_never_uses_at_the_heart_of_the_question_is_no
         "not_covered"
 
 
+def test_decide__not_covered_names_the_unused_words_that_carry_the_question_not_its_frame():
+    stop = Term("stop", "stop", 6.0, known=False)
+    euros = Term("euro", "euros", 6.0, known=False)
+    weak = dict(relevance=0.1, terms=(stop, euros), matched={"stop": 0.0, "euro": 0.0})
+    a = _assessment(**weak, focus={"stop": 0.01, "euro": 0.3})
+    verdict = decide(a, Thresholds(min_relevance=0.2, focal=0.08))
+    assert verdict.coverage == "not_covered"
+    assert verdict.missing == "The documents never mention euros."
+    framing = _assessment(**weak, focus={"stop": 0.01, "euro": 0.02})
+    assert decide(framing, Thresholds(min_relevance=0.2, focal=0.08)).missing == \
+        "The documents hold nothing close enough to answer it."
+
+
 def test_thresholds__read_from_a_section_ignoring_what_they_do_not_know():
     t = Thresholds.of({"focal": 0.1, "fitted": {"items": 3}, "min_relevance": 0.3})
     assert t.focal == 0.1 and t.min_relevance == 0.3 and t.meaning == Thresholds().meaning

@@ -405,7 +405,12 @@ def decide(
                                      or _named_focus(a, unmatched) >= t.name_focus))):
         if not words:
             return Verdict("not_covered")
-        names = [*a.unknown_names, *(term.word for term in unmatched if not term.known)]
+        # Words the corpus never uses are named when they carry the question ("euros"), not
+        # when they only frame it ("How do I stop ...": "The documents never mention stop").
+        never = [term for term in unmatched if not term.known]
+        weights = want(a.focus, [term.stem for term in never])
+        names = [*a.unknown_names,
+                 *(term.word for term in never if weights.get(term.stem, 0.0) >= t.focal)]
         missing = (f"The documents never mention {join(names, 'or')}." if names
                    else "The documents hold nothing close enough to answer it.")
         return Verdict("not_covered", missing)
