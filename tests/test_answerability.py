@@ -110,6 +110,15 @@ def test_decide__measures_focus_only_for_terms_the_evidence_lacks_together_and_o
     assert dict(lacking.focus) == {"caseload": 0.2, "rota": 0.05, "audit": 0.3}
 
 
+def test_decide__a_word_the_corpus_uses_but_the_quotes_lack_is_said_of_the_quotes_only():
+    rota = Term("rota", "rota", 6.0, known=True)
+    a = _assessment(terms=(rota,), matched={"rota": 0.2}, focus={"rota": 0.3})
+    verdict = decide(a, Thresholds(focal=0.1))
+    # Another sentence of a passage found may use it: only the quotes are said to lack it.
+    assert verdict.coverage == "partial"
+    assert verdict.missing == "The quotes found say nothing about rota."
+
+
 def test_decide__a_name_the_corpus_never_uses_at_the_heart_of_the_question_is_not_covered():
     welsh = Term("welsh", "Welsh", 6.0, known=False)
     a = _assessment(terms=(welsh,), matched={"welsh": 0.0}, focus={"welsh": 0.3},

@@ -450,8 +450,9 @@ def decide(
             gaps.append(f"say nothing about {join(unused, 'or')}")
     sentences = [f"The documents {join(gaps)}."] if gaps else []
     if lacking and not wanting:
-        # The corpus uses the word elsewhere: only the passages found are silent on it.
-        sentences.append(f"The passages found say nothing about {join(lacking, 'or')}.")
+        # The corpus uses the word elsewhere: only the quotes chosen are silent on it (a passage
+        # found may use it in a sentence not quoted, so "the passages" would not be true).
+        sentences.append(f"The quotes found say nothing about {join(lacking, 'or')}.")
     for d in silent:
         sentences.append(f"The {a.titles.get(d, d)} says nothing on this.")
     # The quotes shown are about the question's matched words, not about the figure asked
