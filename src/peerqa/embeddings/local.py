@@ -214,18 +214,8 @@ class LocalEmbedder(BaseEmbedder):
     def embed_query_tokens(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """``embed_query(text)`` and ``embed_tokens([text])[0]`` from one pass of the encoder:
         a question needs both, and the encoder is most of a question's time."""
-        encoding = self._tokenizer.encode(str(text).strip())
-        keep = np.array([_content(t) for t in encoding.tokens], dtype=bool)
-        with blas_threads(QUERY_THREADS):
-            if self._onnx is not None:
-                vector, states = self._onnx.encode_both(encoding.ids)
-            else:
-                assert self._model is not None
-                vector, states = minilm.encode_both(self._model, encoding.ids)
-        kept = np.asarray(states[keep], dtype=np.float32)
-        norms = np.linalg.norm(kept, axis=1, keepdims=True)
-        return (np.asarray(vector, dtype=np.float32),
-                kept / np.maximum(norms, np.float32(1e-12)))
+        pooled, tokens = self._read([text], None, vectors=True)
+        return pooled[0], tokens[0]
 
 
 def _content(piece: str) -> bool:

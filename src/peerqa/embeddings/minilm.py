@@ -423,12 +423,6 @@ def _pooled(x: np.ndarray, lengths: list[int]) -> np.ndarray:
     return pooled
 
 
-def encode_both(model: Model, seq: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """One sequence's vector and token states, from one run."""
-    x, lengths = _hidden(model, [seq])
-    return _pooled(x, lengths)[0], x
-
-
 def encode_with_states(
     model: Model, seqs: list[list[int]]
 ) -> tuple[np.ndarray, list[np.ndarray]]:

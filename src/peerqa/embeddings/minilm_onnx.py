@@ -322,11 +322,6 @@ class OnnxEncoder:
         vectors: np.ndarray = out
         return vectors
 
-    def encode_both(self, seq: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """One sequence's vector and token states, from one run."""
-        vector, states = self._session.run(["embeddings", "token_states"], self._padded([seq]))
-        return np.asarray(vector[0]), np.asarray(states[0])
-
     def encode_tokens(self, seqs: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """Each sequence's last-layer token states, (tokens, hidden), padding cut off."""
         (out,) = self._session.run(["token_states"], self._padded(seqs))
