@@ -25,6 +25,7 @@ the corpus uses it, which documents a text names), so that answerers never see t
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 import threading
@@ -234,8 +235,6 @@ class Retriever:
         self._doc_code = generation.table.doc  # each chunk's document, as a code
         self._codes = {d: i for i, d in enumerate(generation.table.doc_ids)}
         self.sentences = generation.sentences()
-        self._words: WordVectors | None = None
-        self._words_read = False
         self._sentence_order: np.ndarray | None = None
         self._sentence_bounds = np.zeros(len(self.chunks) + 1, dtype=np.int64)
         if self.sentences is not None:
@@ -259,14 +258,11 @@ class Retriever:
         self._queries_lock = threading.Lock()
         self._tune(tuning)
 
-    @property
+    @functools.cached_property
     def words(self) -> WordVectors | None:
         """The words the chunks use and their vectors (read on first use: the answer's check
         needs them, a search does not)."""
-        if not self._words_read:
-            self._words = self.generation.words()
-            self._words_read = True
-        return self._words
+        return self.generation.words()
 
     def _tune(self, tuning: Tuning) -> None:
         self.tuning = tuning
