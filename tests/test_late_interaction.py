@@ -87,6 +87,54 @@ def test_integer_products__are_exact_and_the_same_with_or_without_onnxruntime(
         integer.products(np.zeros((2, 2000), np.int8), np.zeros((1, 2000), np.int8))
 
 
+def test_held_rows__multiply_exactly_as_products_with_or_without_onnxruntime(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    rng = np.random.default_rng(8)
+    rows = rng.integers(-127, 128, (500, 96)).astype(np.int8)
+    rows[0] = -127
+    columns = rng.integers(-127, 128, (7, 96)).astype(np.int8)
+    columns[1] = -127  # the kernel's shift: -127 + 128 = 1 as uint8
+    exact = (rows.astype(np.int64) @ columns.astype(np.int64).T).astype(np.float32)
+    held = integer.HeldRows(rows)
+    assert held._session is not None  # onnxruntime holds the rows
+    assert np.array_equal(held.products(columns), exact)
+    assert held.products(columns[:0]).shape == (500, 0)
+    with pytest.raises(ValueError, match="columns of shape"):
+        held.products(np.zeros((2, 95), np.int8))
+    monkeypatch.setattr(integer, "_kernel", lambda: None)
+    held._session = None  # as when onnxruntime could not make the session
+    assert np.array_equal(held.products(columns), exact)
+
+
+def test_maxsim__over_held_rows_gives_the_gathered_blocks_scores_bit_for_bit(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    rng = np.random.default_rng(13)
+    lengths = rng.integers(0, 9, 150)
+    lengths[[0, 77, 149]] = 0  # empty chunks first, between and last
+    start = np.concatenate([[0], np.cumsum(lengths)])
+    rows = rng.standard_normal((int(start[-1]), 48)).astype(np.float32)
+    stored = TokenVectors.of(start, rows)
+    query = rng.standard_normal((5, 48)).astype(np.float32)
+    monkeypatch.setattr(late, "BLOCK", 16)  # several blocks on the gathering side
+    held = integer.HeldRows(stored.vectors)
+    for chunks in (np.arange(150), rng.permutation(150)[:60], np.array([149, 0, 77])):
+        assert np.array_equal(late.maxsim(query, stored, chunks, held),
+                              late.maxsim(query, stored, chunks))
+    assert not late.maxsim(query[:0], stored, np.arange(3), held).any()
+
+
+def test_late_interaction__holds_only_a_token_file_small_enough_to_keep(
+    tiny_tokens: Assistant, monkeypatch: pytest.MonkeyPatch,
+):
+    tokens = tiny_tokens.retriever.generation.tokens()
+    assert tokens is not None
+    assert late.LateInteraction(tokens, FakeTokenEmbedder()).held is not None
+    monkeypatch.setattr(late, "TOKENS_KEPT", tokens.vectors.nbytes - 1)
+    assert late.LateInteraction(tokens, FakeTokenEmbedder()).held is None
+
+
 def test_maxsim__in_integers_gives_the_float_scores_within_the_rows_steps():
     rng = np.random.default_rng(11)
     rows = rng.standard_normal((60, 32)).astype(np.float32)
@@ -137,6 +185,8 @@ def test_opening__memory_maps_the_token_vectors_and_a_search_reads_only_its_cand
             read.append(np.asarray(index))
             return np.asarray(self.rows[index])
 
+    monkeypatch.setattr(late, "TOKENS_KEPT", 0)  # a file too large to hold: rows are gathered
+    assert r.late.held is None
     tokens = r.late.tokens
     monkeypatch.setattr(r.late, "tokens", TokenVectors(tokens.start, Recorded(tokens.vectors),
                                                        tokens.scale))
