@@ -123,3 +123,27 @@ def test_focus__encodes_only_the_question_s_variants_the_vector_it_was_searched_
     alone = WordMeaning(embedder).focus(question, ["supervision", "often"])
     assert weights == alone and weights[0] > 0
 
+
+
+def test_candidates__a_passage_found_again_is_not_read_again(monkeypatch):
+    from peerqa.answer import extractive
+
+    extractive._units.cache_clear()
+    read: list[int] = []
+    original = extractive.quotable
+    monkeypatch.setattr(extractive, "quotable",
+                        lambda *a, **k: read.append(1) or original(*a, **k))
+    vocab = Vocabulary.from_tokens({"d": DOC}, [tokenize(TEXT)])
+    ask = [question_terms(q, None, vocab) for q in
+           ("How often should peer workers get supervision?", "Who provides supervision?")]
+    first = extractive.candidates([_hit()], ask[0], allow_aims=False)
+    times = len(read)
+    assert times == len(sentence_spans(TEXT))  # each sentence read once
+    again = extractive.candidates([_hit()], ask[0], allow_aims=False)
+    other = extractive.candidates([_hit()], ask[1], allow_aims=False)
+    assert len(read) == times  # the same passage: its units come from the cache
+    assert again == first  # and score as they did
+    assert [c.unit for c in other] == [c.unit for c in first]
+    assert [c.coverage for c in other] != [c.coverage for c in first]  # scored for the question
+    extractive.candidates([_hit()], ask[0], allow_aims=True)
+    assert len(read) == 2 * times  # other rules, read again
