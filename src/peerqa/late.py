@@ -49,7 +49,9 @@ def maxsim(query_tokens: np.ndarray, tokens: TokenVectors, chunks: np.ndarray,
         return out
     asked, asked_scale = quantised(query_tokens)
     if held is not None:
-        return _every(held.products(asked), asked_scale, tokens)[chunks]
+        every = _every(held.products(asked), asked_scale, tokens)
+        picked: np.ndarray = every[chunks]
+        return picked
     for at in range(0, len(chunks), BLOCK):
         block = chunks[at : at + BLOCK]
         lo, hi = tokens.start[block], tokens.start[block + 1]
