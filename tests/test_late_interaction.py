@@ -414,3 +414,30 @@ def test_forget__gives_pages_back_only_for_a_token_file_larger_than_the_budget(
     monkeypatch.setattr(tables, "TOKENS_KEPT", 2**20)  # a file larger than the budget
     kept.forget()
     assert advised == [mmap.MADV_DONTNEED]
+
+
+def test_rerank__holds_the_rows_only_from_a_process_s_second_search_on(
+    tiny_tokens: Assistant, monkeypatch: pytest.MonkeyPatch,
+):
+    opened = Assistant(corpus_dir=tiny_tokens.settings.corpus_dir,
+                       index_dir=tiny_tokens.settings.index_dir, embedder=FakeTokenEmbedder())
+    made: list[int] = []
+    real = integer.HeldRows
+
+    def counted(rows: np.ndarray) -> integer.HeldRows:
+        made.append(len(rows))
+        return real(rows)
+
+    monkeypatch.setattr(late, "HeldRows", counted)
+    r = opened.retriever
+    assert r.late is not None
+    query_tokens = r.late.read("supervision monthly")[1]
+    scores = np.arange(len(r.chunks), dtype=np.float64)
+    mask = np.ones(len(r.chunks), bool)
+    first = r.late.rerank(query_tokens, scores, mask, 1.0)
+    assert made == []  # a one-off question gathers its candidates' rows: nothing handed over
+    second = r.late.rerank(query_tokens, scores, mask, 1.0)
+    assert made == [len(r.late.tokens.vectors)]  # held from the second search on, once
+    r.late.rerank(query_tokens, scores, mask, 1.0)
+    assert len(made) == 1
+    assert np.array_equal(first, second)  # the same scores, bit for bit

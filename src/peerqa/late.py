@@ -106,12 +106,17 @@ class LateInteraction:
     def __init__(self, tokens: TokenVectors, reader: TokenEmbedder) -> None:
         self.tokens = tokens
         self.reader = reader
+        self._searched = False
 
     @cached_property
     def held(self) -> HeldRows | None:
         """Every token row handed to onnxruntime once, when the file is one a process keeps
         (``tables.TOKENS_KEPT``): a search then multiplies the question by all of them at once
-        (0.5 ms for the bundled corpus, where gathering its candidates' rows took 5)."""
+        (0.5 ms for the bundled corpus, where gathering its candidates' rows took 5).
+
+        Handing them over costs about 66 ms (the bundled corpus, a 2-core Xeon), more than a
+        question gains: ``rerank`` holds them from a process's second search on, so a one-off
+        ``peerqa ask`` never pays for it and a serving process pays once."""
         if self.tokens.vectors.nbytes > TOKENS_KEPT:
             return None
         return HeldRows(np.asarray(self.tokens.vectors))
@@ -128,6 +133,8 @@ class LateInteraction:
         if len(searchable) > CANDIDATES:  # the best few, in no order: no full sort
             searchable = searchable[np.argpartition(-scores[searchable], CANDIDATES)[:CANDIDATES]]
         candidates = searchable
-        late = maxsim(query_tokens, self.tokens, candidates, self.held)
+        held = self.held if self._searched else None  # the same numbers either way
+        self._searched = True
+        late = maxsim(query_tokens, self.tokens, candidates, held)
         self.tokens.forget()
         return rerank(scores, mask, late, candidates, weight)
