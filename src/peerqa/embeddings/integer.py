@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from . import graphs
+
 MAX_DIM = 1040
 """Widest rows whose int8 products stay exact in float32 (127 * 127 * 1040 < 2**24)."""
 
@@ -36,34 +38,40 @@ def _options() -> Any:
 
 def _kernel() -> Any:
     """A one-node onnxruntime session: MatMulInteger of uint8 rows by int8 columns, on one
-    thread (as the encoder: a question never waits on a thread pool). None when onnxruntime or
-    onnx cannot make it; numpy then does the products."""
+    thread (as the encoder: a question never waits on a thread pool). None when onnxruntime
+    cannot make it; numpy then does the products."""
     global _session, _failed
     with _lock:
         if _session is None and not _failed:
             try:
                 import onnxruntime as ort
-                from onnx import TensorProto, helper
 
-                graph = helper.make_graph(
-                    [helper.make_node("MatMulInteger", ["rows", "columns"], ["products"])],
-                    "int8_products",
-                    [helper.make_tensor_value_info("rows", TensorProto.UINT8, ["n", "dim"]),
-                     helper.make_tensor_value_info("columns", TensorProto.INT8, ["dim", "m"])],
-                    [helper.make_tensor_value_info("products", TensorProto.INT32, ["n", "m"])])
-                _session = ort.InferenceSession(_model(graph), _options(),
+                _session = ort.InferenceSession(kernel_model(), _options(),
                                                 providers=["CPUExecutionProvider"])
             except Exception:  # noqa: BLE001  any failure leaves the exact numpy path
                 _failed = True
         return _session
 
 
-def _model(graph: Any) -> bytes:
-    from onnx import helper
+def kernel_model() -> bytes:
+    """The kernel's model: ``products = MatMulInteger(rows, columns)``, uint8 rows (n, dim)
+    by int8 columns (dim, m), int32 products (n, m); written without importing onnx."""
+    return graphs.model(
+        "int8_products", [graphs.node("MatMulInteger", ["rows", "columns"], ["products"])],
+        [graphs.value_info("rows", graphs.UINT8, ["n", "dim"]),
+         graphs.value_info("columns", graphs.INT8, ["dim", "m"])],
+        [graphs.value_info("products", graphs.INT32, ["n", "m"])])
 
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7
-    return bytes(model.SerializeToString())
+
+def held_model(rows: np.ndarray) -> bytes:
+    """A model holding int8 ``rows`` (n, dim) as a constant: ``products =
+    MatMulInteger(columns, rows.T)`` for uint8 columns (m, dim), int32 products (m, n)."""
+    n, dim = rows.shape
+    return graphs.model(
+        "held_int8_products", [graphs.node("MatMulInteger", ["columns", "rows"], ["products"])],
+        [graphs.value_info("columns", graphs.UINT8, ["m", dim])],
+        [graphs.value_info("products", graphs.INT32, ["m", n])],
+        [graphs.tensor("rows", np.ascontiguousarray(np.asarray(rows, dtype=np.int8).T))])
 
 
 def products(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -103,17 +111,8 @@ class HeldRows:
         if len(rows):
             try:
                 import onnxruntime as ort
-                from onnx import TensorProto, helper, numpy_helper
 
-                held = numpy_helper.from_array(np.ascontiguousarray(rows.T), "rows")
-                graph = helper.make_graph(
-                    [helper.make_node("MatMulInteger", ["columns", "rows"], ["products"])],
-                    "held_int8_products",
-                    [helper.make_tensor_value_info("columns", TensorProto.UINT8,
-                                                   ["m", rows.shape[1]])],
-                    [helper.make_tensor_value_info("products", TensorProto.INT32,
-                                                   ["m", len(rows)])], [held])
-                self._session = ort.InferenceSession(_model(graph), _options(),
+                self._session = ort.InferenceSession(held_model(rows), _options(),
                                                      providers=["CPUExecutionProvider"])
             except Exception:  # noqa: BLE001  any failure leaves the exact numpy path
                 self._session = None
