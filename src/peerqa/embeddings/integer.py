@@ -71,7 +71,7 @@ def held_model(rows: np.ndarray) -> bytes:
         "held_int8_products", [graphs.node("MatMulInteger", ["columns", "rows"], ["products"])],
         [graphs.value_info("columns", graphs.UINT8, ["m", dim])],
         [graphs.value_info("products", graphs.INT32, ["m", n])],
-        [graphs.tensor("rows", np.ascontiguousarray(np.asarray(rows, dtype=np.int8).T))])
+        [graphs.tensor("rows", np.asarray(rows, dtype=np.int8).T)])  # laid out row-major there
 
 
 def products(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
