@@ -147,3 +147,38 @@ def test_candidates__a_passage_found_again_is_not_read_again(monkeypatch):
     assert [c.coverage for c in other] != [c.coverage for c in first]  # scored for the question
     extractive.candidates([_hit()], ask[0], allow_aims=True)
     assert len(read) == 2 * times  # other rules, read again
+
+
+RETURN = ("Staff coming back from sick leave agree a phased plan with their manager. "
+          "The plan is reviewed after four weeks.")
+WARD = "Peer workers on the ward support people who return home after leave from hospital."
+
+
+def _rated_hit(doc_id: str, text: str, relevance: float, sims: list[float]) -> Hit:
+    passage = Passage(doc_id=doc_id, title=doc_id, section="Notes", text=text, start=0,
+                      end=len(text), score=1.0, chunk_id=f"{doc_id}:0", relevance=relevance)
+    spans = sentence_spans(text)
+    return Hit(passage, text, tuple((a, b, s) for (a, b), s in zip(spans, sims, strict=True)))
+
+
+def test_selection__a_passage_the_search_rates_far_below_the_first_is_not_quoted_over_it():
+    from peerqa.answer.extractive import choose
+
+    docs = {"a": Document(doc_id="a", title="Return guide", text=RETURN, path="a.txt",
+                          sha256="x"),
+            "b": Document(doc_id="b", title="Ward notes", text=WARD, path="b.txt", sha256="y")}
+    vocab = Vocabulary.from_tokens(docs, [tokenize(RETURN), tokenize(WARD)])
+    question = "How do peer workers return after sick leave?"
+    terms = question_terms(question, None, vocab)
+    # The ward sentence shares more of the question's words; the search rates its passage at
+    # 0.05 against 0.9 for the first.
+    hits = [_rated_hit("a", RETURN, 0.9, [0.2, 0.1]), _rated_hit("b", WARD, 0.05, [0.5])]
+    answer = extractive_answer(question, hits, terms, vocab, **LIMITS)
+    assert answer.coverage == "answered"
+    assert [c.doc_id for c in answer.citations] == ["a"]
+    assert "phased plan with their manager. [1]" in answer.text and "ward" not in answer.text
+    # The answerability check still read the ward sentence (and only it): it decides on the
+    # sentences sharing the question's words, whatever the search thinks of their passage.
+    chosen = choose(question, hits, terms, vocab, max_sentences=4, max_list_sentences=6)
+    assert [c.doc for c in chosen.quotes] == ["b"]
+    assert [c.doc for c in chosen.display or []] == ["b", "a"]

@@ -10,6 +10,10 @@ Step by step:
 3. The answerability check (``answerability``) decides from what is asked and what the kept
    sentences hold whether they answer the question, part of it (then it says what is missing)
    or none of it (then the closest passages are shown, not an answer).
+   The quotes shown are chosen again with each sentence's score also scaled by how relevant
+   the search finds its passage against the best one (``Candidate.weighted``): the check reads
+   every sentence that shares the question's words, the reader sees those the ranking backs,
+   and any the check relied on.
 4. ``shape`` writes the answer: quotes grouped by source under peerqa's attribution lines,
    lists as bullets, comparisons one document at a time, differing figures side by side.
 """
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -56,6 +60,9 @@ SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical cov
 MIN_RELEVANCE = 0.2  # a sentence less relevant than this is never considered...
 RELATIVE = 0.5  # ...nor one scoring under this share of the best sentence's score
 NEW_PASSAGE = 0.6  # ...nor one of a passage not yet cited under this share
+SHOWN_NEW_PASSAGE = 0.4
+"""The same bound for the quotes shown: their scores already carry their passage's relevance,
+so a second passage needs less of a margin."""
 SAME_SOURCE = 0.9  # a source's next quote counts this much less
 RANK_DECAY = 0.3  # how much less each later passage's sentences count
 PURPOSE_BONUS = 0.3  # a statement of aim, when the question asks what a study set out to do
@@ -84,6 +91,9 @@ class Candidate:
     coverage: float
     similarity: float
     relevance: float
+    weighted: float
+    """``score`` scaled by the passage's relevance as a share of the best passage's: what the
+    quotes shown are chosen by."""
 
     @property
     def start(self) -> int:
@@ -129,8 +139,12 @@ def candidates(
 ) -> list[Candidate]:
     """Every quotable unit of the hits, scored by coverage, meaning and passage rank."""
     out: list[Candidate] = []
+    best = max((h.passage.relevance or 0.0 for h in hits), default=0.0)
     for rank, hit in enumerate(hits):
         p = hit.passage
+        # A passage the search puts far below the best is likelier to share the question's
+        # words than to answer it.
+        backed = (p.relevance or 0.0) / best if best > 0 else 1.0
         prior = 1.0 / (1.0 + RANK_DECAY * rank)  # earlier passages are likelier to answer
         section_tokens = set(tokenize(p.section))
         # A reference list names sources; quoting it rarely answers anything.
@@ -149,8 +163,9 @@ def candidates(
             if purpose and aim:
                 relevance += PURPOSE_BONUS  # what a study set out to do, asked for
             score = damp * relevance * (0.5 + 0.5 * prior)
+            weighted = damp * relevance * (0.5 + 0.5 * prior * backed)
             out.append(Candidate(rank, p.doc_id, unit, text, tokens, score, cov, sim,
-                                 relevance))
+                                 relevance, weighted))
     return out
 
 
@@ -162,25 +177,34 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
     return overlap >= 0.6 or (overlap >= 0.45 and any(t.isdigit() for t in a & b))
 
 
+def _score(c: Candidate) -> float:
+    return c.score
+
+
+def _weighted(c: Candidate) -> float:
+    return c.weighted
+
+
 def select(
-    ranked: Sequence[Candidate], limit: int, *, min_relevance: float = MIN_RELEVANCE
+    ranked: Sequence[Candidate], limit: int, *, min_relevance: float = MIN_RELEVANCE,
+    by: Callable[[Candidate], float] = _score, new_passage: float = NEW_PASSAGE,
 ) -> list[Candidate]:
-    """The best candidates down to a minimum relevance and a share of the best score, at most
-    ``limit``, without near-duplicates or overlaps; never padded with weaker ones."""
+    """The best candidates by ``by`` down to a minimum relevance and a share of the best score,
+    at most ``limit``, without near-duplicates or overlaps; never padded with weaker ones."""
     answering = [c for c in ranked if c.relevance >= min_relevance]
     if not answering:
         return []
-    best = answering[0].score
+    best = max(by(c) for c in answering)
     chosen: list[Candidate] = []
-    left = [c for c in answering if c.score >= best * RELATIVE]
+    left = [c for c in answering if by(c) >= best * RELATIVE]
     while left and len(chosen) < limit:
         # Each quote already taken from a source lowers that source's next one a little, so
         # a close second source is heard (and differing figures can be set side by side).
         docs = [c.doc for c in chosen]
-        cand = max(left, key=lambda c: c.score * SAME_SOURCE ** docs.count(c.doc))
+        cand = max(left, key=lambda c: by(c) * SAME_SOURCE ** docs.count(c.doc))
         left.remove(cand)
         if cand.hit_rank not in {c.hit_rank for c in chosen} and chosen \
-                and cand.score < best * NEW_PASSAGE:
+                and by(cand) < best * new_passage:
             continue  # another passage to cite must come closer to the best than a sentence
         overlapping = [c for c in chosen if c.doc == cand.doc
                        and cand.start < c.end and c.start < cand.end]
@@ -199,34 +223,45 @@ def select(
 def shown(
     question: str, chosen: Chosen, hits: Sequence[Hit], thresholds: Thresholds
 ) -> list[Candidate]:
-    """The chosen quotes a reader is shown: those of passages the retriever rates at least
-    ``PASSAGE_SHARE`` as relevant as the best passage quoted, those the answerability check
-    relied on (the only one holding a figure asked for, or a word of the question no other
-    quote uses), and any differing figure on the same point (``_disagreeing``).
+    """The quotes a reader is shown: the display quotes (``Chosen.display``) of passages the
+    retriever rates at least ``PASSAGE_SHARE`` as relevant as the best passage among them,
+    then any quote the answerability check relied on that they leave out (the only one holding
+    a figure asked for, or a word of the question no other quote uses), and any differing
+    figure on the same point (``_disagreeing``).
 
     The check reads every chosen quote; a weak passage's sentence that shares the question's
     words without being about it is not shown as part of the answer.
     """
     if len(chosen.named) >= 2:
         return _disagreeing(chosen.quotes, chosen.pool, hits)  # each named side is wanted
-    top = max((hits[c.hit_rank].passage.relevance or 0.0 for c in chosen.quotes), default=0.0)
+    display = chosen.quotes if chosen.display is None else chosen.display
+    top = max((hits[c.hit_rank].passage.relevance or 0.0 for c in display), default=0.0)
     a = chosen.assessment
     specific = {t.stem for t in a.terms if t.idf >= thresholds.common_idf and "-" not in t.stem}
     kept: list[Candidate] = []
     dropped: list[Candidate] = []
-    for c in chosen.quotes:
+    for c in display:
         rated = hits[c.hit_rank].passage.relevance or 0.0
         (kept if rated >= PASSAGE_SHARE * top else dropped).append(c)
+    shown_first = {id(c) for c in display}
+    dropped += [c for c in chosen.quotes if id(c) not in shown_first]
     for c in dropped:
+        if _overlaps(c, kept):
+            continue
         held = {k for k in a.asked if c.relevance >= thresholds.focus
                 and holds_type(k, c.text, question)}
         held -= {k for k in a.asked for q in kept if holds_type(k, q.text, question)}
         used = specific & c.tokens - {s for q in kept for s in q.tokens}
         if held or used:
             kept.append(c)
-    order = {id(c): n for n, c in enumerate(chosen.quotes)}
+    order = {id(c): n for n, c in enumerate([*display, *chosen.quotes])}
     kept.sort(key=lambda c: order[id(c)])
     return _disagreeing(kept, chosen.pool, hits)
+
+
+def _overlaps(cand: Candidate, chosen: Sequence[Candidate]) -> bool:
+    """Whether ``cand`` shares text with one of ``chosen`` (the same document, spans meeting)."""
+    return any(c.doc == cand.doc and cand.start < c.end and c.start < cand.end for c in chosen)
 
 
 def _stated(chosen: Sequence[Candidate], hits: Sequence[Hit]) -> list[Stated]:
@@ -253,17 +288,13 @@ def _disagreeing(
     def count(chosen: Sequence[Candidate]) -> int:
         return sum(len(c.sides) for c in find_conflicts(_stated(chosen, hits)))
 
-    def overlaps(cand: Candidate, chosen: Sequence[Candidate]) -> bool:
-        return any(c.doc == cand.doc and cand.start < c.end and c.start < cand.end
-                   for c in chosen)
-
     out = list(quotes)
     sides = count(out)
     quoted = {(c.doc, a) for c in out for a in amounts(c.text)}
     numeric = [c for c in pool if c.relevance >= MIN_RELEVANCE and _NUMBER.search(c.text)]
     restating = [c for c in numeric if any((c.doc, a) in quoted for a in amounts(c.text))]
     for cand in numeric:
-        if cand in out or overlaps(cand, out):
+        if cand in out or _overlaps(cand, out):
             continue
         more = count([*out, cand])
         if more > sides:
@@ -271,7 +302,7 @@ def _disagreeing(
             sides = more
             continue
         for restated in restating:
-            if restated in out or restated.doc == cand.doc or overlaps(restated, out):
+            if restated in out or restated.doc == cand.doc or _overlaps(restated, out):
                 continue
             with_it = [*out, restated]
             if count([*with_it, cand]) > count(with_it):
@@ -297,6 +328,8 @@ class Chosen:
     by_document: dict[str, list[Candidate]]
     pool: list[Candidate] = dataclasses.field(default_factory=list)
     """Every quotable unit of the hits, best first."""
+    display: list[Candidate] | None = None
+    """The quotes to show, chosen by ``Candidate.weighted`` (``quotes`` when not given)."""
 
 
 def choose(
@@ -328,25 +361,9 @@ def choose(
                                allow_methods=methods_allowed(question)),
                     key=lambda c: -c.score)
     limit = max_list_sentences if is_list_question(question) else max_sentences
-    by_document: dict[str, list[Candidate]] = {}
-    for doc_id in named:
-        own = [c for c in ranked if hits[c.hit_rank].passage.doc_id == doc_id]
-        by_document[doc_id] = select(own, max(2, limit // max(len(named), 1)))
-    first = named[0] if len(named) == 1 and by_document[named[0]] else None
-    best = max((c.relevance for c in ranked), default=0.0)
-    if first and max(c.relevance for c in by_document[first]) < NAMED_SHARE * best:
-        # A loose name ("the pilot" of another study), or a document with little on it:
-        # the answer is not drawn from it first (the check still asks what it holds).
-        first = None
-    if len(named) >= 2:
-        quotes = [c for d in named for c in by_document[d]]
-    elif first:
-        # A question about one document is answered from it first, others only after.
-        own = by_document[first]
-        rest = [c for c in select(ranked, limit) if c not in own]
-        quotes = (own + rest)[:limit]
-    else:
-        quotes = select(ranked, limit)
+    quotes, by_document = _pick(ranked, named, hits, limit)
+    display = quotes if len(named) >= 2 else \
+        _pick(ranked, named, hits, limit, by=_weighted, new_passage=SHOWN_NEW_PASSAGE)[0]
     covered: set[str] = set()
     best_single = 0.0
     for hit in hits[:3]:
@@ -359,7 +376,39 @@ def choose(
         meaning=meaning, titles=titles,
         passage_coverage=(terms.coverage(covered), best_single), phrases=phrases,
     )
-    return Chosen(quotes, assessment, named, by_document, ranked)
+    return Chosen(quotes, assessment, named, by_document, ranked, display)
+
+
+def _pick(
+    ranked: Sequence[Candidate],
+    named: Sequence[str],
+    hits: Sequence[Hit],
+    limit: int,
+    *,
+    by: Callable[[Candidate], float] = _score,
+    new_passage: float = NEW_PASSAGE,
+) -> tuple[list[Candidate], dict[str, list[Candidate]]]:
+    """The quotes ``select`` keeps by ``by``, a named document's first; and each named
+    document's own."""
+    by_document: dict[str, list[Candidate]] = {}
+    for doc_id in named:
+        own = [c for c in ranked if hits[c.hit_rank].passage.doc_id == doc_id]
+        by_document[doc_id] = select(own, max(2, limit // max(len(named), 1)), by=by,
+                                     new_passage=new_passage)
+    first = named[0] if len(named) == 1 and by_document[named[0]] else None
+    best = max((c.relevance for c in ranked), default=0.0)
+    if first and max(c.relevance for c in by_document[first]) < NAMED_SHARE * best:
+        # A loose name ("the pilot" of another study), or a document with little on it:
+        # the answer is not drawn from it first (the check still asks what it holds).
+        first = None
+    if len(named) >= 2:
+        return [c for d in named for c in by_document[d]], by_document
+    everyone = select(ranked, limit, by=by, new_passage=new_passage)
+    if first:
+        # A question about one document is answered from it first, others only after.
+        own = by_document[first]
+        return (own + [c for c in everyone if c not in own])[:limit], by_document
+    return everyone, by_document
 
 
 def extractive_answer(
@@ -388,9 +437,13 @@ def extractive_answer(
     verdict = decide(chosen.assessment, thresholds, min_coverage=min_coverage)
     if verdict.coverage == "partial" and verdict.focus:
         # The nearest evidence must be about what is missing (pay, for a salary), or left out.
-        kept = near([c.text for c in chosen.quotes], verdict.focus, meaning)
+        pool = list({id(c): c for c in [*chosen.quotes, *(chosen.display or [])]}.values())
+        kept = {id(c) for c, k in zip(pool, near([c.text for c in pool], verdict.focus,
+                                                   meaning), strict=True) if k}
         chosen = dataclasses.replace(
-            chosen, quotes=[c for c, k in zip(chosen.quotes, kept, strict=True) if k])
+            chosen, quotes=[c for c in chosen.quotes if id(c) in kept],
+            display=None if chosen.display is None
+            else [c for c in chosen.display if id(c) in kept])
     chosen = dataclasses.replace(chosen, quotes=shown(question, chosen, hits, thresholds))
     if verdict.coverage == "not_covered" or not chosen.quotes:
         return abstention(question, passages, terms.query, missing=verdict.missing)
