@@ -254,7 +254,9 @@ def shown(
         used = specific & c.tokens - {s for q in kept for s in q.tokens}
         if held or used:
             kept.append(c)
-    order = {id(c): n for n, c in enumerate([*display, *chosen.quotes])}
+    order: dict[int, int] = {}
+    for c in [*display, *chosen.quotes]:
+        order.setdefault(id(c), len(order))  # a display quote keeps its place
     kept.sort(key=lambda c: order[id(c)])
     return _disagreeing(kept, chosen.pool, hits)
 
