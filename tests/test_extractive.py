@@ -182,3 +182,24 @@ def test_selection__a_passage_the_search_rates_far_below_the_first_is_not_quoted
     chosen = choose(question, hits, terms, vocab, max_sentences=4, max_list_sentences=6)
     assert [c.doc for c in chosen.quotes] == ["b"]
     assert [c.doc for c in chosen.display or []] == ["b", "a"]
+
+
+def test_selection__quotes_are_shown_in_the_order_of_their_weighed_scores():
+    from peerqa.answer.extractive import choose
+
+    plan = "Peer workers who return after sick leave meet their supervisor every week."
+    docs = {"a": Document(doc_id="a", title="Return guide", text=RETURN, path="a.txt",
+                          sha256="x"),
+            "c": Document(doc_id="c", title="Plan", text=plan, path="c.txt", sha256="z")}
+    vocab = Vocabulary.from_tokens(docs, [tokenize(RETURN), tokenize(plan)])
+    question = "How do peer workers return after sick leave?"
+    terms = question_terms(question, None, vocab)
+    # The second passage's sentence shares more words; the search rates the first passage
+    # more than twice as relevant, so weighed, the first passage's sentence leads.
+    hits = [_rated_hit("a", RETURN, 0.9, [0.8, 0.1]), _rated_hit("c", plan, 0.4, [0.3])]
+    chosen = choose(question, hits, terms, vocab, max_sentences=4, max_list_sentences=6)
+    assert [c.doc for c in chosen.quotes] == ["c", "a"]
+    assert [c.doc for c in chosen.display or []] == ["a", "c"]
+    answer = extractive_answer(question, hits, terms, vocab, **LIMITS)
+    assert [c.doc_id for c in answer.citations] == ["a", "c"]
+    assert answer.text.index("phased plan") < answer.text.index("every week")
