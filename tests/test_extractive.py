@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from peerqa.answer.answerability import Thresholds, unknown_names
-from peerqa.answer.extractive import extractive_answer
+from peerqa.answer.extractive import choose, extractive_answer
 from peerqa.answer.meaning import WordMeaning
-from peerqa.answer.question import holds_type, is_list_question, question_terms
+from peerqa.answer.question import QuestionTerms, holds_type, is_list_question, question_terms
 from peerqa.retrieval import Hit, Vocabulary
 from peerqa.text import sentence_spans, tokenize
 from peerqa.types import Document, Passage
@@ -161,15 +161,23 @@ def _rated_hit(doc_id: str, text: str, relevance: float, sims: list[float]) -> H
     return Hit(passage, text, tuple((a, b, s) for (a, b), s in zip(spans, sims, strict=True)))
 
 
-def test_selection__a_passage_the_search_rates_far_below_the_first_is_not_quoted_over_it():
-    from peerqa.answer.extractive import choose
+RETURNING = "How do peer workers return after sick leave?"
 
+
+def _returning_terms(doc_id: str, text: str) -> tuple[Vocabulary, QuestionTerms]:
+    """The vocabulary of the return guide ("a") and one other document, and ``RETURNING``'s
+    terms in it."""
     docs = {"a": Document(doc_id="a", title="Return guide", text=RETURN, path="a.txt",
                           sha256="x"),
-            "b": Document(doc_id="b", title="Ward notes", text=WARD, path="b.txt", sha256="y")}
-    vocab = Vocabulary.from_tokens(docs, [tokenize(RETURN), tokenize(WARD)])
-    question = "How do peer workers return after sick leave?"
-    terms = question_terms(question, None, vocab)
+            doc_id: Document(doc_id=doc_id, title=doc_id, text=text, path=f"{doc_id}.txt",
+                             sha256="y")}
+    vocab = Vocabulary.from_tokens(docs, [tokenize(RETURN), tokenize(text)])
+    return vocab, question_terms(RETURNING, None, vocab)
+
+
+def test_selection__a_passage_the_search_rates_far_below_the_first_is_not_quoted_over_it():
+    vocab, terms = _returning_terms("b", WARD)
+    question = RETURNING
     # The ward sentence shares more of the question's words; the search rates its passage at
     # 0.05 against 0.9 for the first.
     hits = [_rated_hit("a", RETURN, 0.9, [0.2, 0.1]), _rated_hit("b", WARD, 0.05, [0.5])]
@@ -185,15 +193,9 @@ def test_selection__a_passage_the_search_rates_far_below_the_first_is_not_quoted
 
 
 def test_selection__quotes_are_shown_in_the_order_of_their_weighed_scores():
-    from peerqa.answer.extractive import choose
-
     plan = "Peer workers who return after sick leave meet their supervisor every week."
-    docs = {"a": Document(doc_id="a", title="Return guide", text=RETURN, path="a.txt",
-                          sha256="x"),
-            "c": Document(doc_id="c", title="Plan", text=plan, path="c.txt", sha256="z")}
-    vocab = Vocabulary.from_tokens(docs, [tokenize(RETURN), tokenize(plan)])
-    question = "How do peer workers return after sick leave?"
-    terms = question_terms(question, None, vocab)
+    vocab, terms = _returning_terms("c", plan)
+    question = RETURNING
     # The second passage's sentence shares more words; the search rates the first passage
     # more than twice as relevant, so weighed, the first passage's sentence leads.
     hits = [_rated_hit("a", RETURN, 0.9, [0.8, 0.1]), _rated_hit("c", plan, 0.4, [0.3])]
