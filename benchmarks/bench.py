@@ -64,18 +64,21 @@ def machine_line() -> str:
             f"{platform.python_version()}, load average {load}")
 
 
-def child_env(src: Path | None) -> dict[str, str]:
+def child_env(src: Path | None, precision: str = "fp32") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERQA_")}
     env.pop("OPENAI_API_KEY", None)
     env["HF_HUB_OFFLINE"] = "1"
+    if precision != "fp32":
+        env["PEERQA_LOCAL_PRECISION"] = precision
     if src is not None:
         env["PYTHONPATH"] = str(src)
     return env
 
 
-def run_child(task: str, spec: dict[str, Any], src: Path | None, timeout: float) -> dict[str, Any]:
+def run_child(task: str, spec: dict[str, Any], src: Path | None, timeout: float,
+              precision: str = "fp32") -> dict[str, Any]:
     cmd = [sys.executable, str(HERE / "bench_child.py"), task, json.dumps(spec)]
-    done = subprocess.run(cmd, env=child_env(src), capture_output=True, text=True,
+    done = subprocess.run(cmd, env=child_env(src, precision), capture_output=True, text=True,
                           timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"{task} failed:\n{done.stderr[-3000:]}")
@@ -83,18 +86,19 @@ def run_child(task: str, spec: dict[str, Any], src: Path | None, timeout: float)
     return result
 
 
-def fresh_asks(index_dirs: dict[str, tuple[Path, Path | None]], corpus: Path,
+def fresh_asks(index_dirs: dict[str, tuple[Path, Path | None, str]], corpus: Path,
                runs: int) -> dict[str, tuple[float, float]]:
     """Median wall time of `peerqa ask` as a new process; the variants run in turn."""
     walls: dict[str, list[float]] = {name: [] for name in index_dirs}
     cpus: dict[str, list[float]] = {name: [] for name in index_dirs}
     for _ in range(runs + 1):  # the first round warms the page cache and is not counted
-        for name, (index_dir, src) in index_dirs.items():
+        for name, (index_dir, src, precision) in index_dirs.items():
             cmd = [sys.executable, "-m", "peerqa", "ask", QUESTION, "--corpus", str(corpus),
                    "--index-dir", str(index_dir), "-q"]
             before = os.times()
             t = time.perf_counter()
-            subprocess.run(cmd, env=child_env(src), capture_output=True, check=True, timeout=120)
+            subprocess.run(cmd, env=child_env(src, precision), capture_output=True, check=True,
+                           timeout=120)
             walls[name].append(time.perf_counter() - t)
             after = os.times()
             cpus[name].append(after.children_user - before.children_user
@@ -138,20 +142,24 @@ class ChromaServer:
 
 
 def built_index(scale: int, store: str, corpus: Path, cache: Path, src: Path | None,
-                port: int | None, timeout: float) -> tuple[Path, dict[str, Any]]:
+                port: int | None, timeout: float,
+                precision: str = "fp32") -> tuple[Path, dict[str, Any]]:
     """The index of this corpus and store, with its build figures: built from scratch at 1x,
     reused from the cache when a larger one was completed before."""
     label = "after" if src is None else "before"
+    if precision != "fp32":
+        label += f"-{precision}"
     index_dir = cache / f"index-{scale}x-{store}-{label}"
     record = index_dir.with_suffix(".build.json")
     spec = {"corpus": str(corpus), "index_dir": str(index_dir), "chroma_port": port}
-    if scale > 1 and record.is_file() and run_child("current", spec, src, 600)["current"]:
+    if scale > 1 and record.is_file() and \
+            run_child("current", spec, src, 600, precision)["current"]:
         figures: dict[str, Any] = json.loads(record.read_text())
         figures["cached"] = figures.get("date", "earlier")
         return index_dir, figures
     shutil.rmtree(index_dir, ignore_errors=True)
     record.unlink(missing_ok=True)  # none, or another format's: built from scratch
-    figures = run_child("build", spec, src, timeout)
+    figures = run_child("build", spec, src, timeout, precision)
     figures["date"] = datetime.datetime.now().isoformat(timespec="minutes")
     figures["load"] = os.getloadavg()[0]
     record.write_text(json.dumps(figures))
@@ -174,6 +182,9 @@ def main() -> None:
     parser.add_argument("--baseline-scales", default="1",
                         help="the scales the baseline is measured at (its indexes are built once "
                              "and kept in --cache like the others)")
+    parser.add_argument("--int8", type=int, default=1, metavar="MAX_SCALE",
+                        help="also the int8 encoder (PEERQA_LOCAL_PRECISION=int8), embedded, up "
+                             "to this scale (0: not at all)")
     parser.add_argument("--no-add", action="store_true",
                         help="skip adding one document to each embedded index")
     parser.add_argument("--questions", type=int, default=100, help="questions timed per row")
@@ -198,31 +209,35 @@ def main() -> None:
         for scale in scales:
             corpus = ROOT / "corpus" if scale == 1 else make_corpus(
                 scale, args.cache / f"corpus-{scale}x")
-            variants: list[tuple[str, str, Path | None]] = [("embedded", "after", None)]
+            variants: list[tuple[str, str, Path | None, str]] = [
+                ("embedded", "after", None, "fp32")]
+            if scale <= args.int8:
+                variants.append(("embedded", "after", None, "int8"))
             if server is not None and scale <= args.server:
-                variants.append(("server", "after", None))
+                variants.append(("server", "after", None, "fp32"))
             if args.baseline is not None and scale in baseline_scales:
-                variants.append(("embedded", "before", args.baseline.resolve()))
-            fresh_dirs: dict[str, tuple[Path, Path | None]] = {}
-            for store, label, src in variants:
+                variants.append(("embedded", "before", args.baseline.resolve(), "fp32"))
+            fresh_dirs: dict[str, tuple[Path, Path | None, str]] = {}
+            for store, label, src, precision in variants:
                 port = server.port if store == "server" and server else None
-                name = f"{scale}x {store}" + (" (before)" if label == "before" else "")
+                name = f"{scale}x {store}" + (" (before)" if label == "before" else "") + (
+                    "" if precision == "fp32" else f" {precision}")
                 index_dir, fig = built_index(scale, store, corpus, args.cache, src, port,
-                                             args.timeout)
+                                             args.timeout, precision)
                 print(f"  built {name}: {fig['build_s']:.1f} s"
                       + (f" (cached, {fig['cached']})" if "cached" in fig else ""), flush=True)
                 if args.build_only:
                     continue
                 spec = {"corpus": str(corpus), "index_dir": str(index_dir), "chroma_port": port,
                         "questions": args.questions, "load_seconds": args.load_seconds}
-                fig.update(run_child("serve", spec, src, 600))
+                fig.update(run_child("serve", spec, src, 600, precision))
                 if store == "embedded" and not args.no_add:
                     spec = {"corpus": str(corpus), "index_dir": str(index_dir), "copy": scale,
                             "work": str(args.cache / "add-work")}
-                    fig.update(run_child("add", spec, src, args.timeout))
+                    fig.update(run_child("add", spec, src, args.timeout, precision))
                 rows.append((name, fig))
                 if store == "embedded":
-                    fresh_dirs[name] = (index_dir, src)
+                    fresh_dirs[name] = (index_dir, src, precision)
             if fresh_dirs and args.fresh_runs:
                 for name, (wall, cpu) in fresh_asks(fresh_dirs, corpus,
                                                     args.fresh_runs).items():
@@ -290,19 +305,23 @@ def figure(f: dict[str, Any], key: str) -> float | None:
 
 
 def print_targets(rows: list[tuple[str, dict[str, Any]]]) -> None:
-    """Each target beside the figure this run measured for it (embedded store, this code)."""
+    """Each target beside the figure this run measured for it (embedded store, this code; the
+    default float32 encoder, and the int8 one where measured)."""
     print("\ntargets (this code, embedded store; a busy machine's wall times are not a quiet "
           "machine's):")
     found = dict(rows)
     for what, scale, key, most, unit in TARGETS:
-        f = found.get(f"{scale}x embedded")
-        value = figure(f, key) if f else None
-        if value is None:
-            verdict, shown = "not measured", "-"
-        else:
-            verdict, shown = ("met" if value <= most else "NOT met"), f"{value:.2f} {unit}"
-        cached = " (build cached)" if f and key == "build_s" and "cached" in f else ""
-        print(f"  {what} at {scale}x <= {most:g} {unit}: {shown}{cached}  {verdict}")
+        for suffix in ("", " int8"):
+            f = found.get(f"{scale}x embedded{suffix}")
+            if suffix and f is None:
+                continue
+            value = figure(f, key) if f else None
+            if value is None:
+                verdict, shown = "not measured", "-"
+            else:
+                verdict, shown = ("met" if value <= most else "NOT met"), f"{value:.2f} {unit}"
+            cached = " (build cached)" if f and key == "build_s" and "cached" in f else ""
+            print(f"  {what} at {scale}x{suffix} <= {most:g} {unit}: {shown}{cached}  {verdict}")
 
 
 if __name__ == "__main__":

@@ -186,7 +186,8 @@ def llama(spec: dict[str, Any]) -> dict[str, Any]:
 
     settings = load_settings()
     embedder = LocalEmbedder(runtime=settings.local_runtime,
-                             cache_dir=settings.resolved_model_cache_dir)
+                             cache_dir=settings.resolved_model_cache_dir,
+                             precision=settings.local_precision)
     docs = load_corpus(spec["corpus"]).documents
     t0 = time.perf_counter()
     baseline = LlamaIndexBaseline(docs, embedder)

@@ -247,8 +247,11 @@ def test_local_model_dir_finds_the_weights() -> None:
 def test_get_embedder_local(embedder: LocalEmbedder) -> None:
     chosen = get_embedder(Settings(embedding_backend="local"))
     assert isinstance(chosen, LocalEmbedder)
-    assert chosen.name == embedder.name
     assert chosen.runtime == "onnxruntime"  # onnxruntime and onnx are dependencies
+    assert chosen.precision == "fp32" and chosen.name == embedder.name  # the numpy reference's
+    int8 = get_embedder(Settings(embedding_backend="local", local_precision="int8"))
+    assert isinstance(int8, LocalEmbedder) and int8.precision == "int8"
+    assert int8.name == embedder.name + ":int8"  # other vectors: another index
     numpy_one = get_embedder(Settings(embedding_backend="local", local_runtime="numpy"))
     assert isinstance(numpy_one, LocalEmbedder) and numpy_one.runtime == "numpy"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -30,13 +31,23 @@ def graph_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding the cached graph (written here even if a session is already open)."""
     folder = tmp_path_factory.mktemp("graph-cache")
     minilm_onnx.cached_graph(folder, lambda: minilm.load_model(minilm.local_model_dir()))
+    minilm_onnx.cached_quantized(folder, lambda: minilm.load_model(minilm.local_model_dir()))
     return folder
 
 
 @pytest.fixture(scope="module")
 def onnx_embedder(graph_cache: Path) -> LocalEmbedder:
+    """The float32 graph (the default): the one compared with the numpy reference."""
     embedder = LocalEmbedder(runtime="onnx", cache_dir=graph_cache)
-    assert embedder.runtime == "onnxruntime"
+    assert embedder.runtime == "onnxruntime" and embedder.precision == "fp32"
+    return embedder
+
+
+@pytest.fixture(scope="module")
+def int8_embedder(graph_cache: Path) -> LocalEmbedder:
+    """The int8 graph (PEERQA_LOCAL_PRECISION=int8)."""
+    embedder = LocalEmbedder(runtime="onnx", cache_dir=graph_cache, precision="int8")
+    assert embedder.runtime == "onnxruntime" and embedder.precision == "int8"
     return embedder
 
 
@@ -129,6 +140,68 @@ def test_onnx__order_and_progress_survive_length_sorting(onnx_embedder: LocalEmb
     alone = np.stack([onnx_embedder.embed_query(t) for t in texts])
     assert np.abs(together - alone).max() < 1e-5
     assert sum(calls) == len(texts) and max(calls) == 4
+
+
+# ---------------------------------------------------------------- the int8 graph
+
+
+def test_int8__close_to_float32_and_named_apart(
+    int8_embedder: LocalEmbedder, onnx_embedder: LocalEmbedder, numpy_embedder: LocalEmbedder
+) -> None:
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    texts = [c["text"] for c in reference["cases"]]
+    got = int8_embedder.embed_documents(texts)
+    want = np.asarray([c["vector"] for c in reference["cases"]], dtype=np.float32)
+    cosines = (got * want).sum(axis=1)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    assert cosines.min() > 0.95 and cosines.mean() > 0.98
+    assert not np.allclose(got, want, atol=1e-3)  # really the int8 graph, not float32
+    # Different vectors, so another index: an index of one is never searched with the other.
+    assert int8_embedder.name == onnx_embedder.name + ":int8"
+    assert numpy_embedder.precision == "fp32" and ":int8" not in numpy_embedder.name
+
+
+def test_int8__a_text_reads_the_same_alone_and_among_others(int8_embedder: LocalEmbedder) -> None:
+    """Its activations are quantised with one scale per run: batched, a text's vector would
+    depend on its neighbours (an index's reused vectors and the answer's cached words would
+    then depend on what was embedded before)."""
+    texts = _texts()
+    together = int8_embedder.embed_documents(texts)
+    alone = np.stack([int8_embedder.embed_query(t) for t in texts])
+    assert np.array_equal(together, alone)
+    vectors, tokens = int8_embedder.embed_documents_and_tokens(texts[:4])
+    assert np.array_equal(vectors, together[:4])
+    for text, states in zip(texts[:4], tokens, strict=True):
+        assert np.array_equal(states, int8_embedder.embed_tokens([text])[0])
+
+
+def test_int8_graph__made_once_from_the_float32_one_verified_and_the_same_every_time(
+    graph_cache: Path, tmp_path: Path
+) -> None:
+    folder = _copy_of(graph_cache, tmp_path)
+    good = (folder / minilm_onnx.QUANTIZED).read_bytes()
+    for name in (minilm_onnx.QUANTIZED, minilm_onnx.QUANTIZED_RECORD):
+        (folder / name).unlink()
+    calls, load = _counting_loader()
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    made = minilm_onnx.cached_quantized(tmp_path, load)  # type: ignore[arg-type]
+    assert (root.handlers[:], root.level) == before  # the quantizer's logging set-up undone
+    assert made == folder / minilm_onnx.QUANTIZED and calls == []  # from the cached graph
+    assert made.read_bytes() == good  # deterministic
+    record = json.loads((folder / minilm_onnx.QUANTIZED_RECORD).read_text())
+    assert record["sha256"] == hashlib.sha256(good).hexdigest()
+    assert record["weights_sha256"] == minilm.WEIGHTS_SHA256
+    _flip_a_byte(folder / minilm_onnx.QUANTIZED)
+    assert not minilm_onnx.quantized_verified(folder)
+    again = minilm_onnx.cached_quantized(tmp_path, load)  # type: ignore[arg-type]
+    assert again == made and again.read_bytes() == good and minilm_onnx.quantized_verified(folder)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_precision__unknown_says_which_exist() -> None:
+    with pytest.raises(Exception, match="int8, fp32"):
+        LocalEmbedder(precision="fp16")  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- the cached graph
@@ -248,7 +321,10 @@ def test_graph_cache__damaged_is_rebuilt_never_run(graph_cache: Path, tmp_path: 
     assert calls == [1] and rebuilt == folder / minilm_onnx.GRAPH
     assert minilm_onnx.verified(folder)
     good = minilm_onnx.graph_dir(graph_cache)
-    assert _digests(folder) == _digests(good)  # the build is deterministic: the same files
+    # The build is deterministic: the same files (the int8 graph went with the damaged folder;
+    # it is made again from the new one when asked for).
+    fp32 = (minilm_onnx.GRAPH, minilm_onnx.WEIGHTS, minilm_onnx.RECORD)
+    assert _digests(folder) == {k: v for k, v in _digests(good).items() if k in fp32}
 
 
 def test_graph_cache__unwritable_folder_still_gives_a_graph(tmp_path: Path) -> None:
@@ -266,7 +342,7 @@ def test_graph_cache__unwritable_folder_still_gives_a_graph(tmp_path: Path) -> N
 def _without(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
     """Make ``import module`` fail, as on a machine without it, and forget the open session."""
     monkeypatch.setitem(sys.modules, module, None)
-    monkeypatch.setattr(minilm_onnx, "_session", None)
+    monkeypatch.setattr(minilm_onnx, "_sessions", {})
 
 
 def test_auto__falls_back_to_numpy_without_onnxruntime(
@@ -286,8 +362,10 @@ def test_onnx_package__needed_only_to_build_the_graph(
     tmp_path: Path,
 ) -> None:
     _without(monkeypatch, "onnx")
-    assert LocalEmbedder(runtime="auto", cache_dir=graph_cache).runtime == "onnxruntime"
-    monkeypatch.setattr(minilm_onnx, "_session", None)
+    for precision in minilm_onnx.PRECISIONS:  # both graphs are cached: onnx is not imported
+        embedder = LocalEmbedder(runtime="auto", cache_dir=graph_cache, precision=precision)
+        assert embedder.runtime == "onnxruntime" and embedder.precision == precision
+    monkeypatch.setattr(minilm_onnx, "_sessions", {})
     assert LocalEmbedder(runtime="auto", cache_dir=tmp_path / "empty").runtime == "numpy"
 
 
@@ -299,10 +377,13 @@ def test_unknown_runtime__says_which_exist() -> None:
 # ---------------------------------------------------------------- threads
 
 
-def test_onnx_session__runs_on_one_thread(onnx_embedder: LocalEmbedder) -> None:
-    assert onnx_embedder._onnx is not None
-    options = onnx_embedder._onnx._session.get_session_options()
-    assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
+def test_onnx_session__runs_on_one_thread(
+    onnx_embedder: LocalEmbedder, int8_embedder: LocalEmbedder
+) -> None:
+    for embedder in (onnx_embedder, int8_embedder):
+        assert embedder._onnx is not None
+        options = embedder._onnx._session.get_session_options()
+        assert options.intra_op_num_threads == 1 and options.inter_op_num_threads == 1
 
 
 def test_blas_threads__scoped_then_restored() -> None:
@@ -363,19 +444,25 @@ def test_numpy_runtime__one_thread_for_a_question_two_for_a_build(
 
 
 def test_onnx_runtime__one_worker_for_a_question_two_for_a_build(
-    monkeypatch: pytest.MonkeyPatch, onnx_embedder: LocalEmbedder
+    monkeypatch: pytest.MonkeyPatch, onnx_embedder: LocalEmbedder, int8_embedder: LocalEmbedder
 ) -> None:
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
     real = minilm_onnx.OnnxEncoder.encode_batches
 
     def spy(self: minilm_onnx.OnnxEncoder, batches, threads, done) -> None:  # type: ignore[no-untyped-def]
-        seen.append(threads)
+        seen.append((len(batches), threads))
         real(self, batches, threads, done)
 
     monkeypatch.setattr(minilm_onnx.OnnxEncoder, "encode_batches", spy)
     onnx_embedder.embed_query("What training do peer workers need?")
     LocalEmbedder(runtime="onnx", batch_size=2).embed_documents(["a b", "c", "d e f", "g"])
-    assert seen == [1, local_module.BUILD_THREADS]
+    assert seen == [(1, 1), (2, local_module.BUILD_THREADS)]
+    # int8 reads each text alone; a small call (a question's variants) still runs on one thread.
+    seen.clear()
+    int8_embedder.embed_documents(["What training?", "What peer workers need?", "training"])
+    LocalEmbedder(runtime="onnx", batch_size=2, precision="int8").embed_documents(
+        ["a b", "c", "d e f", "g"])
+    assert seen == [(3, 1), (4, local_module.BUILD_THREADS)]
 
 
 def test_ask_and_search__run_their_numpy_work_on_one_blas_thread(

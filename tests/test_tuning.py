@@ -12,7 +12,7 @@ from peerqa.assistant import Assistant
 from peerqa.evaluation import Evidence, GoldItem
 from peerqa.evaluation.cv import cross_validate, folds, format_cv
 from peerqa.evaluation.fitting import fit_all
-from peerqa.tuning import UNTUNED, Tuning, load_tuning
+from peerqa.tuning import SHIPPED, SHIPPED_INT8, UNTUNED, Tuning, load_tuning
 
 
 def _items(n: int) -> list[GoldItem]:
@@ -45,6 +45,16 @@ def test_tuning__saves_and_loads_whole(tmp_path):
     path.write_text('{"format": 99}', encoding="utf-8")
     with pytest.raises(ConfigurationError, match="peerqa tune"):
         load_tuning(path)
+
+
+def test_shipped_tuning__the_one_fitted_with_the_encoder_in_use(tmp_path):
+    """The int8 graph's vectors differ from float32's: each has its own fitted tuning."""
+    fp32, int8 = load_tuning(SHIPPED), load_tuning(SHIPPED_INT8)
+    assert fp32.sections.keys() == int8.sections.keys() and fp32 != int8
+    assert Assistant(index_dir=tmp_path).tuning == fp32
+    assert Assistant(index_dir=tmp_path, local_precision="int8").tuning == int8
+    assert Assistant(index_dir=tmp_path, local_precision="int8",
+                     tuning_file=SHIPPED).tuning == fp32  # a file asked for wins
 
 
 def test_tuning__a_matrix_is_written_a_row_per_line_and_reads_back_exactly(tmp_path):

@@ -39,7 +39,7 @@ from .openai_client import OpenAIBackend
 from .retrieval import Hit, Retriever, Vocabulary
 from .settings import Settings, check_k, documents_index_dir, load_settings
 from .text import check_encodable
-from .tuning import Tuning, load_tuning
+from .tuning import Tuning, load_tuning, shipped
 from .types import Answer, Chunk, Document, Passage
 
 if TYPE_CHECKING:
@@ -75,6 +75,14 @@ def normalise_history(history: Any) -> list[dict[str, str]]:
         turns.append({"role": check_encodable(str(turn["role"]), "history"),
                       "content": check_encodable(str(content or ""), "history")})
     return turns
+
+
+def _precision(settings: Settings, embedder: Embedder | None) -> str:
+    """The precision of the encoder this assistant will search with (which shipped tuning fits
+    its vectors): an embedder's own, else the settings' for the local model."""
+    if embedder is not None:
+        return str(getattr(embedder, "precision", "fp32"))
+    return settings.local_precision if settings.embedding_backend == "local" else "fp32"
 
 
 def _compared(
@@ -117,7 +125,8 @@ class Assistant:
         if index_dir is not None:
             overrides["index_dir"] = Path(index_dir)
         self.settings = load_settings(settings, **overrides)
-        self.tuning = tuning if tuning is not None else load_tuning(self.settings.tuning_file)
+        self.tuning = tuning if tuning is not None else load_tuning(
+            self.settings.tuning_file, default=shipped(_precision(self.settings, embedder)))
         self.live = LiveIndex(self.settings, self.tuning, embedder)
         self.store = self.live.store
         self._writer: WrittenAnswerer | None = None

@@ -255,7 +255,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from .evaluation import load_gold_items
     from .evaluation.fitters import default_fitters
     from .evaluation.fitting import fit_all
-    from .tuning import SHIPPED
+    from .tuning import shipped
 
     assistant = _assistant(args)
     _ensure_index(assistant, args)
@@ -267,7 +267,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         describe = getattr(fitter, "describe", None)
         if describe is not None:  # a fitter with a trade-off to show prints it
             print(describe())
-    out = tuning.save(args.out or SHIPPED)
+    # The shipped file for the vectors fitted on (the int8 graph has its own).
+    precision = str(getattr(assistant.live.embedder, "precision", "fp32"))
+    out = tuning.save(args.out or shipped(precision))
     print(f"Fitted {', '.join(sorted(tuning.sections)) or 'nothing'} on {len(items)} gold "
           f"items; wrote {out}")
     return 0

@@ -30,7 +30,8 @@ def get_embedder(settings: Settings) -> Embedder:
     backend = settings.embedding_backend
     if backend == "local":
         return LocalEmbedder(runtime=settings.local_runtime,
-                             cache_dir=settings.resolved_model_cache_dir)
+                             cache_dir=settings.resolved_model_cache_dir,
+                             precision=settings.local_precision)
     if backend == "openai":
         return OpenAIEmbedder(settings)
     raise ConfigurationError(f"unknown embedding_backend {backend!r}: use 'local' or 'openai'")

@@ -12,6 +12,13 @@ folder named by the weights' sha256 and the builder's version: the graph, its we
 hashes the files before loading them: a damaged or foreign file is rebuilt, never run.
 onnxruntime and onnx are imported here only, on first use: they are heavy, and the numpy encoder
 stands in when either is missing.
+
+The int8 form (``precision="int8"``, chosen with ``PEERQA_LOCAL_PRECISION``) is onnxruntime's
+own dynamic quantization of that graph: every MatMul's weights to int8 with one scale per output
+column, the activations quantised at each run. It is made once from the verified float32 graph
+(about 2 s) and cached beside it with its own record. On the 2-core Xeon measured (AVX-512 VNNI)
+it encodes a 27-token question in 2.7 ms instead of 8.0; its vectors are within cosine 0.97 of
+the float32 ones (0.99 on average), so an index made with it has a name of its own.
 """
 
 from __future__ import annotations
@@ -19,16 +26,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -163,6 +172,11 @@ def build_graph(model: Model) -> Any:
 GRAPH = "graph.onnx"
 WEIGHTS = "graph.weights"
 RECORD = "record.json"
+QUANTIZED = "graph-int8.onnx"
+QUANTIZED_RECORD = "record-int8.json"
+
+Precision = Literal["int8", "fp32"]
+PRECISIONS: tuple[Precision, ...] = ("int8", "fp32")
 
 
 def graph_dir(cache_dir: Path) -> Path:
@@ -257,22 +271,100 @@ def cached_graph(cache_dir: Path | None, load_model: Callable[[], Model]) -> Pat
     return data
 
 
+def quantize(graph: Path | bytes) -> bytes:
+    """``graph`` with int8 weights: onnxruntime's dynamic quantization, one scale per output
+    column of each MatMul (one scale per matrix was measured at cosine 0.88 from float32 at
+    worst, against 0.97), activations quantised at each run. Deterministic: the same graph gives
+    the same bytes."""
+    import onnx
+
+    # Importing the quantizer configures the root logger (a handler at INFO: every library's
+    # debug lines would reach the user's terminal), and it suggests pre-processing at warning
+    # level: the root logger is put back as it was.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        root.setLevel(logging.ERROR)
+        source: Any = graph if isinstance(graph, Path) else onnx.load_from_string(graph)
+        with tempfile.TemporaryDirectory(prefix="peerqa-int8-") as tmp:
+            out = Path(tmp) / QUANTIZED
+            quantize_dynamic(source, out, weight_type=QuantType.QInt8, per_channel=True)
+            return out.read_bytes()
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def quantized_verified(folder: Path) -> bool:
+    """Whether the cached int8 graph is the one its record names, made from these weights by
+    this builder."""
+    try:
+        record = json.loads((folder / QUANTIZED_RECORD).read_text(encoding="utf-8"))
+        return (isinstance(record, dict)
+                and record.get("weights_sha256") == WEIGHTS_SHA256
+                and record.get("graph_version") == GRAPH_VERSION
+                and record.get("sha256") == _sha256(folder / QUANTIZED))
+    except (OSError, ValueError):
+        return False
+
+
+def _write_quantized(folder: Path, data: bytes) -> None:
+    """The int8 graph, then its record, each written aside and renamed into place."""
+    record = {"weights_sha256": WEIGHTS_SHA256, "graph_version": GRAPH_VERSION,
+              "sha256": hashlib.sha256(data).hexdigest()}
+    for name, body in ((QUANTIZED, data),
+                       (QUANTIZED_RECORD, json.dumps(record, indent=1).encode("utf-8"))):
+        tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(3)}.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(body)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, folder / name)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def cached_quantized(cache_dir: Path | None, load_model: Callable[[], Model]) -> Path | bytes:
+    """The verified cached int8 graph's file, or a fresh one made from the float32 graph (cached
+    when the folder is writable; as bytes when it is not). A verified int8 graph is opened
+    without reading the float32 one."""
+    folder = graph_dir(cache_dir) if cache_dir is not None else None
+    if folder is not None and quantized_verified(folder):
+        with contextlib.suppress(OSError):
+            os.utime(folder / RECORD)  # in use (see _write): another version's build keeps it
+        return folder / QUANTIZED
+    data = quantize(cached_graph(cache_dir, load_model))
+    if folder is not None and folder.is_dir():
+        with contextlib.suppress(OSError):
+            _write_quantized(folder, data)
+        if quantized_verified(folder):
+            return folder / QUANTIZED
+    return data
+
+
 # --------------------------------------------------------------------------- running it
 
 
-_session: Any = None
+_sessions: dict[Precision, Any] = {}
 _session_lock = threading.Lock()
 
 
-def session(cache_dir: Path | None, load_model: Callable[[], Model]) -> Any:
-    """The process's one single-threaded session (see ``OnnxEncoder``); built on first use.
+def session(cache_dir: Path | None, load_model: Callable[[], Model],
+            precision: Precision = "fp32") -> Any:
+    """The process's one single-threaded session of each precision (see ``OnnxEncoder``); built
+    on first use.
 
     One per process whatever the cache folder: every folder holds the same graph of the same
     pinned weights, and a second session would only hold a second copy of them.
     """
-    global _session
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     with _session_lock:
-        if _session is None:
+        if precision not in _sessions:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
@@ -284,14 +376,15 @@ def session(cache_dir: Path | None, load_model: Callable[[], Model]) -> Any:
             # the process; without it, large buffers go back to the system after each run.
             options.enable_cpu_mem_arena = False
             options.log_severity_level = 3  # errors only: no warnings on the user's terminal
-            graph = cached_graph(cache_dir, load_model)
+            make = cached_quantized if precision == "int8" else cached_graph
+            graph = make(cache_dir, load_model)
             try:
                 source = str(graph) if isinstance(graph, Path) else graph
-                _session = ort.InferenceSession(source, options,
-                                                providers=["CPUExecutionProvider"])
+                _sessions[precision] = ort.InferenceSession(
+                    source, options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime raises its own untyped errors
                 raise ModelError(f"onnxruntime could not load the MiniLM graph ({exc})") from exc
-        return _session
+        return _sessions[precision]
 
 
 class OnnxEncoder:
@@ -303,8 +396,10 @@ class OnnxEncoder:
     the threads within an operator.
     """
 
-    def __init__(self, cache_dir: Path | None, load_model: Callable[[], Model]) -> None:
-        self._session = session(cache_dir, load_model)
+    def __init__(self, cache_dir: Path | None, load_model: Callable[[], Model],
+                 precision: Precision = "fp32") -> None:
+        self.precision = precision
+        self._session = session(cache_dir, load_model, precision)
 
     @staticmethod
     def _padded(seqs: Sequence[Sequence[int]]) -> dict[str, np.ndarray]:
