@@ -67,6 +67,12 @@ class Vocabulary:
             )
             for d in documents.values() if d.aliases
         }
+        # Most texts asked about (a question's every phrase) name no document: one search of
+        # every alias at once says so before each document's own pattern is tried.
+        aliases = [a for d in documents.values() for a in d.aliases]
+        self._any_alias = re.compile(
+            r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in aliases) + r")(?![\w-])", re.I
+        ) if aliases else None
 
     @classmethod
     def from_tokens(
@@ -86,6 +92,8 @@ class Vocabulary:
 
     def mentioned_documents(self, text: str) -> list[str]:
         """Documents the text names by one of their aliases ("the Fife review", "QUB")."""
+        if self._any_alias is None or not self._any_alias.search(text):
+            return []
         return [d for d, pattern in self._alias_patterns.items() if pattern.search(text)]
 
 

@@ -10,6 +10,7 @@ annotated bibliography ("October 2012"), else its document's year.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,7 +68,10 @@ class _Figure:
     phrase: str
 
 
-def _figures(text: str) -> list[_Figure]:
+@functools.lru_cache(maxsize=1 << 13)
+def _figures(text: str) -> tuple[_Figure, ...]:
+    """The figures a sentence states, each with the words of what it counts. Kept: a
+    question's quotes are read several times, and the corpus's sentences recur."""
     out = []
     for m in _FIGURE.finditer(text):
         raw = m.group(2).lower().rstrip("%").replace(",", "")
@@ -79,7 +83,7 @@ def _figures(text: str) -> list[_Figure]:
         phrase = (tail[: cut.start()] if cut else tail).strip()
         about = frozenset(tokenize(phrase)) - _GENERIC
         out.append(_Figure(m.group(1), amount, about, phrase))
-    return out
+    return tuple(out)
 
 
 def amounts(text: str) -> set[float]:

@@ -18,6 +18,7 @@ is quoted for a chosen sentence (the extractive answer) and counts flawed quotes
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -273,11 +274,14 @@ class Flaws:
             and not self.forward
 
 
+@functools.lru_cache(maxsize=1 << 13)
 def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = False) -> Flaws:
     """What is wrong with quoting ``text[a:b]`` (a sentence of a passage) on its own.
 
     With ``keep_header`` an entry's header lines stay part of the sentence ("[Title](#) May
     2016, Iriss" is what answers "when was it published?") and are not held against it.
+    Kept (``Flaws`` is frozen): a passage's sentences are read again for every question that
+    finds it.
     """
     a = content_start(text, a, b, keep_header=keep_header)
     sentence = text[a:b].strip()
