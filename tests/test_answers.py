@@ -155,3 +155,17 @@ def test_every_face__shows_coverage_missing_attribution_and_conflicts(answers, a
     assert box and "around 37" in _visible(box.group(1)) and "2012" in _visible(box.group(1))
     assert "**The documents differ:**" in answer_markdown(posts)
     assert "The documents differ:" in format_answer(posts)
+
+
+def test_research_on_a_topic__answered_from_the_study_s_own_entry(assistant):
+    # "Is there research on X?" is answered by the study about X: its statement of aim, under
+    # the entry whose title names X, not a sentence elsewhere that uses the word "research".
+    for question in ("Is there any research about peer workers in Japan?",
+                     "What research is there on peer support workers in rural areas?"):
+        answer = assistant.ask(question)
+        assert answer.coverage == "answered", (question, answer.missing)
+        first = answer.citations[0]
+        assert first.doc_id == "hee-evidence-brief"
+        assert ("Japan" in first.section) or ("rural" in first.section), first.section
+        quoted = " ".join(p.text for p in answer.parts if p.kind == "quote")
+        assert "secondary research" not in quoted and "social research" not in quoted

@@ -47,6 +47,7 @@ from .outcome import abstention
 from .question import QuestionTerms, holds_type, is_list_question, named_documents
 from .sentences import (
     ASKS_ABOUT_SOURCE,
+    ASKS_FOR_STUDIES,
     ASKS_PURPOSE,
     aims_allowed,
     flaws,
@@ -354,7 +355,9 @@ def choose(
     # Sentences are scored on what the question is about, not on the words naming documents
     # ("the Fife review") or framing the question ("whether", "according to"): the passages'
     # sources answer for the first, nothing answers the second.
-    purpose = ASKS_PURPOSE.search(question)
+    # A question whether there is research on something is answered by a study's statement of
+    # its aim, as one about what a study set out to do is.
+    purpose = ASKS_PURPOSE.search(question) or ASKS_FOR_STUDIES.search(question)
     framing = set(tokenize(purpose.group(0))) if purpose else set()
     scoring = terms.without(naming_stems(question, vocabulary) | FRAME | framing)
     ranked = sorted(candidates(hits, scoring, allow_aims=allow_aims,

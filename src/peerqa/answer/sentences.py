@@ -175,6 +175,15 @@ ASKS_ABOUT_SOURCE = re.compile(
     re.I,
 )
 """A question about a source itself (its date, its authors), which an entry's header answers."""
+ASKS_FOR_STUDIES = re.compile(
+    r"\b(?:has anyone|is there (?:any )?(?:research|work|study|literature|papers?)|are there "
+    r"(?:any )?(?:stud(?:y|ies)|papers?|articles?)|any (?:research|stud(?:y|ies)|papers?|"
+    r"articles?) (?:on|about|into|from|that)|what (?:research|studies|papers|articles)|which "
+    r"(?:stud(?:y|ies)|papers?|articles?))\b",
+    re.I,
+)
+"""A question whether there is research on something: a study's statement of its aim (under an
+entry whose title names the topic) answers it, as it answers what a study set out to do."""
 
 
 def split_labels(text: str, a: int, b: int) -> list[tuple[int, int]]:
