@@ -46,8 +46,10 @@ eval: $(STAMP)
 	$(BIN)/peerqa eval
 
 # One table: build, reopen, search and ask p50/p95 (quiet and with both cores busy), a fresh
-# `peerqa ask`, memory. bench-scale adds 10x and 100x corpora (built once, kept in .bench-cache/;
-# the first 100x build takes a long while), a `chroma run` server and llama-index.
+# `peerqa ask`, memory; for the default float32 encoder and, beside it, the int8 one
+# (PEERQA_LOCAL_PRECISION=int8) on the bundled corpus. bench-scale adds 10x and 100x corpora
+# (built once, kept in .bench-cache/; the first 100x build takes a long while), a `chroma run`
+# server and llama-index.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
 

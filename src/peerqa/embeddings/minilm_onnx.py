@@ -16,7 +16,7 @@ stands in when either is missing.
 The int8 form (``precision="int8"``, chosen with ``PEERQA_LOCAL_PRECISION``) is onnxruntime's
 own dynamic quantization of that graph: every MatMul's weights to int8 with one scale per output
 column, the activations quantised at each run. It is made once from the verified float32 graph
-(about 2 s) and cached beside it with its own record. On the 2-core Xeon measured (AVX-512 VNNI)
+(about 2 s) and cached beside it with its own record. On the 2-core EPYC measured (AVX-512 VNNI)
 it encodes a 27-token question in 2.7 ms instead of 8.0; its vectors are within cosine 0.97 of
 the float32 ones (0.99 on average), so an index made with it has a name of its own.
 """
