@@ -10,6 +10,7 @@ import pytest
 from peerqa import Assistant
 from peerqa.answer.answerability import unknown_names
 from peerqa.answer.judge import check_citations, judged_text
+from peerqa.answer.sentences import flaws
 from peerqa.answer.shape import DIFFER
 from peerqa.evaluation import citation_scores
 from peerqa.render import answer_html, answer_markdown, format_answer
@@ -169,3 +170,19 @@ def test_research_on_a_topic__answered_from_the_study_s_own_entry(assistant):
         assert ("Japan" in first.section) or ("rural" in first.section), first.section
         quoted = " ".join(p.text for p in answer.parts if p.kind == "quote")
         assert "secondary research" not in quoted and "social research" not in quoted
+
+
+def test_questions_a_review_asked__its_own_questions_are_quoted(assistant):
+    # A document's own question is never quoted as an answer, except when the question asks
+    # what questions a document set out to answer: then those are the answer.
+    answer = assistant.ask("What questions did the Fife review set out to answer?")
+    assert answer.coverage == "answered", answer.missing
+    quoted = [p.text for p in answer.parts if p.kind == "quote"]
+    asked = [q for q in quoted if q.rstrip().endswith("?")]
+    assert len(asked) == 3 and all(q.startswith("What do we know about") for q in asked)
+    assert {c.doc_id for c in answer.citations} == {"fife-scoping-review"}
+    # A linked title cut at its own "?" is part of a heading, whatever the question asks.
+    title = "[Where do Peer Providers Fit into Teams?](#) July 2018, Journal\n\nThey fit well."
+    cut = title.index("?") + 1
+    assert "heading" in flaws(title, 0, cut).hard
+    assert "question" in flaws("What do we know about pay? More text.", 0, 26).hard

@@ -52,11 +52,13 @@ from .sentences import (
     aims_allowed,
     flaws,
     methods_allowed,
+    questions_allowed,
     split_labels,
 )
 from .shape import Quote, compose
 from .units import Quotable, quotable
 
+QUESTION_STEMS = frozenset(tokenize("question questions"))
 SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
 MIN_RELEVANCE = 0.2  # a sentence less relevant than this is never considered...
 RELATIVE = 0.5  # ...nor one scoring under this share of the best sentence's score
@@ -109,22 +111,27 @@ class Candidate:
 def _units(
     text: str, offset: int, sentences: tuple[tuple[int, int], ...], section: str,
     allow_aims: bool, keep_header: bool, document: str | None, allow_methods: bool,
-) -> tuple[tuple[int, Quotable, str, frozenset[str], bool], ...]:
+    allow_questions: bool = False,
+) -> tuple[tuple[int, Quotable, str, frozenset[str], frozenset[str]], ...]:
     """A passage's quotable units, each with the index of its piece (a sentence split at its
-    labels), its text and words, and whether it states an article's aim. They depend on the
-    passage alone, not on the question, so a passage found again is not read again (the regular
-    expressions were a fifth of an answer's time)."""
+    labels), its text and words, and whether it states an article's aim or asks a question.
+    They depend on the passage alone, not on the question, so a passage found again is not read
+    again (the regular expressions were a fifth of an answer's time)."""
     spans = [(x + offset, y + offset) for a, b in sentences
              for x, y in split_labels(text, a - offset, b - offset)]
     out = []
     for i in range(len(spans)):
         unit = quotable(text, offset, spans, i, section=section, allow_aims=allow_aims,
-                        keep_header=keep_header, document=document, allow_methods=allow_methods)
+                        keep_header=keep_header, document=document, allow_methods=allow_methods,
+                        allow_questions=allow_questions)
         if unit is None:
             continue
         quoted = text[unit.start - offset : unit.last - offset]
-        aim = "aim" in flaws(text, unit.start - offset, unit.end - offset).hard
-        out.append((i, unit, quoted, frozenset(tokenize(quoted)), aim))
+        hard = flaws(text, unit.start - offset, unit.end - offset).hard
+        tokens = frozenset(tokenize(quoted))
+        if "question" in hard:
+            tokens |= QUESTION_STEMS  # a question quoted as one holds what "questions" asks for
+        out.append((i, unit, quoted, tokens, frozenset(hard & {"aim", "question"})))
     return tuple(out)
 
 
@@ -137,6 +144,7 @@ def candidates(
     purpose: bool = False,
     texts: Mapping[str, str] | None = None,
     allow_methods: bool = False,
+    allow_questions: bool = False,
 ) -> list[Candidate]:
     """Every quotable unit of the hits, scored by coverage, meaning and passage rank."""
     out: list[Candidate] = []
@@ -153,16 +161,17 @@ def candidates(
         sims = [sim for a, b, sim in hit.sentences
                 for _ in split_labels(p.text, a - p.start, b - p.start)]
         units = _units(p.text, p.start, tuple((a, b) for a, b, _ in hit.sentences), p.section,
-                       allow_aims, keep_header, (texts or {}).get(p.doc_id), allow_methods)
-        for i, unit, text, tokens, aim in units:
+                       allow_aims, keep_header, (texts or {}).get(p.doc_id), allow_methods,
+                       allow_questions)
+        for i, unit, text, tokens, kinds in units:
             sim = sims[i]
             cov = terms.coverage(tokens)
             # The section title counts a little: a sentence under "Training" is about training.
             cov_ctx = terms.coverage(set(tokens) | section_tokens)
             lexical = 0.8 * cov + 0.2 * cov_ctx
             relevance = (1 - SEMANTIC) * lexical + SEMANTIC * max(sim, 0.0)
-            if purpose and aim:
-                relevance += PURPOSE_BONUS  # what a study set out to do, asked for
+            if (purpose and "aim" in kinds) or (allow_questions and "question" in kinds):
+                relevance += PURPOSE_BONUS  # what a study set out to do (or asked), asked for
             score = damp * relevance * (0.5 + 0.5 * prior)
             weighted = damp * relevance * (0.5 + 0.5 * prior * backed)
             out.append(Candidate(rank, p.doc_id, unit, text, tokens, score, cov, sim,
@@ -363,7 +372,8 @@ def choose(
     ranked = sorted(candidates(hits, scoring, allow_aims=allow_aims,
                                keep_header=bool(ASKS_ABOUT_SOURCE.search(question)),
                                purpose=purpose is not None, texts=texts,
-                               allow_methods=methods_allowed(question)),
+                               allow_methods=methods_allowed(question),
+                               allow_questions=questions_allowed(question)),
                     key=lambda c: -c.score)
     limit = max_list_sentences if is_list_question(question) else max_sentences
     quotes, by_document = _pick(ranked, named, hits, limit)

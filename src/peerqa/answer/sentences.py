@@ -162,6 +162,21 @@ ASKS_METHOD = re.compile(
 """A question about how a study was done, which its abstract's methods answer."""
 
 
+ASKS_FOR_QUESTIONS = re.compile(
+    r"\b(?:questions|research question|(?:trying|tried|set out|sought|seeking|meant) to answer|"
+    r"left (?:open|unanswered)|unanswered)\b",
+    re.I,
+)
+"""A question about the questions a document asks (a review's research questions, the questions
+a pilot leaves open), which the document's own questions answer."""
+
+
+def questions_allowed(question: str) -> bool:
+    """Whether a document's own question ("What do we know about ...?") may answer the
+    question: it asks what questions a study asked or left open."""
+    return bool(ASKS_FOR_QUESTIONS.search(question))
+
+
 def methods_allowed(question: str) -> bool:
     """Whether a study's "Methods:" sentence may answer the question: it asks how the research
     was done."""
@@ -306,6 +321,8 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     if (LINK_TITLE.match(sentence) and not keep_header) or BOILERPLATE.search(body) \
             or _PAPER_LABEL.match(body):
         hard.add("boilerplate")
+    if body.startswith("[") and "](" not in body:
+        hard.add("heading")  # a linked title cut at its own "?" or "!": part of a heading
     if _METHODS_LABEL.match(body):
         hard.add("method")
     if _CONTENTS.search(body):

@@ -29,6 +29,7 @@ from .sentences import (
     flaws,
     line_bounds,
     methods_allowed,
+    questions_allowed,
     terminal,
     whole_line,
 )
@@ -162,6 +163,7 @@ def quotable(
     keep_header: bool = False,
     document: str | None = None,
     allow_methods: bool = False,
+    allow_questions: bool = False,
 ) -> Quotable | None:
     """The unit to quote for sentence ``i`` of a passage, or None when it cannot be quoted.
 
@@ -172,7 +174,7 @@ def quotable(
     a, b = spans[i][0] - offset, spans[i][1] - offset
     keep_header = keep_header and bool(LINK_TITLE.match(text, a, b))
     found = flaws(text, a, b, section=section, keep_header=keep_header)
-    hard = found.hard - _allowed(allow_aims, allow_methods)
+    hard = found.hard - _allowed(allow_aims, allow_methods, allow_questions)
     if document is not None and a == 0 and continues(document, offset):
         hard |= {"fragment"}  # the passage starts mid-sentence: its document shows it
     if hard and hard <= {"heading", "fragment"}:
@@ -241,8 +243,9 @@ FOLLOWING = 2
 """Sentences a sentence pointing at what follows brings with it."""
 
 
-def _allowed(aims: bool, methods: bool) -> set[str]:
-    return ({"aim"} if aims else set()) | ({"method"} if methods else set())
+def _allowed(aims: bool, methods: bool, questions: bool = False) -> set[str]:
+    return ({"aim"} if aims else set()) | ({"method"} if methods else set()) \
+        | ({"question"} if questions else set())
 
 
 def _broken_item(
@@ -270,7 +273,8 @@ def quote_problems(
     """What is wrong with each quoted span of a document (``text``), as the evaluation counts
     it: the hard flaws, "needs_previous" (a connective quoted without its sentence) and
     "list_without_items". A span that is an item of a quoted list introduction is fine."""
-    allowed = _allowed(aims_allowed(question), methods_allowed(question))
+    allowed = _allowed(aims_allowed(question), methods_allowed(question),
+                       questions_allowed(question))
     keep_header = bool(ASKS_ABOUT_SOURCE.search(question))
     ordered = sorted(set(spans))
     items: set[tuple[int, int]] = set()
