@@ -54,6 +54,13 @@ DEPTH = 1000
 # --------------------------------------------------------------------------- vocabulary
 
 
+def _naming(aliases: Sequence[str]) -> re.Pattern[str]:
+    """Any of ``aliases`` as a whole name, in any case ("QUB", not "QUBs" or "pre-QUB")."""
+    return re.compile(
+        r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in aliases) + r")(?![\w-])", re.I
+    )
+
+
 class Vocabulary:
     """The corpus as the answering side needs it: idf over chunks, known words, named documents."""
 
@@ -62,17 +69,12 @@ class Vocabulary:
         self._df = counts.df
         self._words = counts.words
         self._alias_patterns = {
-            d.doc_id: re.compile(
-                r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in d.aliases) + r")(?![\w-])", re.I
-            )
-            for d in documents.values() if d.aliases
+            d.doc_id: _naming(d.aliases) for d in documents.values() if d.aliases
         }
         # Most texts asked about (a question's every phrase) name no document: one search of
         # every alias at once says so before each document's own pattern is tried.
         aliases = [a for d in documents.values() for a in d.aliases]
-        self._any_alias = re.compile(
-            r"(?<![\w-])(?:" + "|".join(re.escape(a) for a in aliases) + r")(?![\w-])", re.I
-        ) if aliases else None
+        self._any_alias = _naming(aliases) if aliases else None
 
     @classmethod
     def from_tokens(
