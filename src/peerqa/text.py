@@ -128,6 +128,13 @@ def words(text: str) -> list[str]:
     return [w.replace("’", "'").split("'")[0] for w in _TOKEN.findall(fold(text))]
 
 
+_KEPT_LENGTH = 300
+"""Texts up to this long (words, a question's phrases, most sentences) have their tokens kept:
+answering one question tokenises 150 of them, most of them seen before (the words of the
+evidence, one by one). Longer ones (chunks) are not kept, so a large corpus's texts are never
+held twice."""
+
+
 def tokenize(text: str) -> list[str]:
     """Stemmed content tokens: the vocabulary BM25, sentence scoring and the judge share."""
     if len(text) <= _KEPT_LENGTH:
@@ -138,13 +145,6 @@ def tokenize(text: str) -> list[str]:
 def _tokens(text: str) -> list[str]:
     kept = [w for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
     return list(_stemmer().stemWords(kept))
-
-
-_KEPT_LENGTH = 300
-"""Texts up to this long (words, a question's phrases, most sentences) have their tokens kept:
-answering one question tokenises 150 of them, most of them seen before (the words of the
-evidence, one by one). Longer ones (chunks) are not kept, so a large corpus's texts are never
-held twice."""
 
 
 @functools.lru_cache(maxsize=1 << 15)

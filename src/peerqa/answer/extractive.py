@@ -170,8 +170,10 @@ def candidates(
             cov_ctx = terms.coverage(set(tokens) | section_tokens)
             lexical = 0.8 * cov + 0.2 * cov_ctx
             relevance = (1 - SEMANTIC) * lexical + SEMANTIC * max(sim, 0.0)
-            if (purpose and "aim" in kinds) or (allow_questions and "question" in kinds):
-                relevance += PURPOSE_BONUS  # what a study set out to do (or asked), asked for
+            # What a study set out to do, asked for; or its own question, which is quotable
+            # only when the question asks what questions it set out to answer.
+            if (purpose and "aim" in kinds) or "question" in kinds:
+                relevance += PURPOSE_BONUS
             score = damp * relevance * (0.5 + 0.5 * prior)
             weighted = damp * relevance * (0.5 + 0.5 * prior * backed)
             out.append(Candidate(rank, p.doc_id, unit, text, tokens, score, cov, sim,
