@@ -186,3 +186,22 @@ def test_questions_a_review_asked__its_own_questions_are_quoted(assistant):
     cut = title.index("?") + 1
     assert "heading" in flaws(title, 0, cut).hard
     assert "question" in flaws("What do we know about pay? More text.", 0, 26).hard
+
+
+def test_who_made_a_document__answered_from_its_credit_lines(assistant):
+    # "Developed by ..." and a line of authors have no full stop or say nothing about peer
+    # work: they are quoted only when the question asks who made the document.
+    for question, doc_id, start in (
+        ("Who developed the Fife scoping review, and for whom?", "fife-scoping-review",
+         "Developed by Dr Simon Bradstreet on behalf of Habitus Collective UK"),
+        ("Who were the authors of the 2009 Scottish pilot evaluation?",
+         "dfmh-pilot-evaluation", "Joanne McLean, Hannah Biggs"),
+    ):
+        answer = assistant.ask(question)
+        assert answer.coverage == "answered", (question, answer.missing)
+        quotes = [p for p in answer.parts if p.kind == "quote"]
+        assert quotes[0].text.startswith(start), (question, quotes[0].text)
+        assert answer.citations[quotes[0].numbers[0] - 1].doc_id == doc_id
+    answer = assistant.ask("What does the Fife review say about supporting peer workers?")
+    quoted = " ".join(p.text for p in answer.parts if p.kind == "quote")
+    assert "Developed by" not in quoted and "Bradstreet" not in quoted

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "generation", "store", "openai_client"}),
     ("models", {"embeddings"}),
     ("index", {"indexing"}),
-    ("search", {"retrieval", "ranking", "late", "live"}),
+    ("search", {"fusion", "retrieval", "ranking", "late", "live"}),
     ("answer", {"answer"}),
     ("facade", {"assistant", "__init__"}),
     ("faces", {"markup", "cards", "render", "serving", "app", "cli", "evaluation", "llama_index",

@@ -85,3 +85,38 @@ def test_property__every_chunk_slices_its_document_exactly(text):
         assert text[c.start : c.end] == c.text
         assert c.n_words <= 30
         assert c.text.strip() == c.text
+
+
+def test_a_heading_that_is_a_sentence_is_also_its_section_s_text():
+    # A review's recommendations set in bold as headings say something: a search must be able
+    # to return them and a citation to point at them, so they are inside a chunk.
+    text = (
+        "# Review\n\n## What this means\n\n"
+        "### **Agree outcomes with peer workers before the evaluation starts.**\n\n"
+        "Agreed outcomes make the assessment fair.\n\n### **Supervision**\n\n"
+        "Supervision by a peer matters.\n"
+    )
+    chunks = chunk_document(_doc(text), **SIZES)
+    by_section = {c.section: c.text for c in chunks}
+    statement = "What this means > Agree outcomes with peer workers before the evaluation starts."
+    assert by_section[statement].startswith("### **Agree outcomes with peer workers")
+    assert "Agreed outcomes make the assessment fair." in by_section[statement]
+    # A heading that is only a name stays a name: it is not quoted as content.
+    assert by_section["What this means > Supervision"] == "Supervision by a peer matters."
+
+
+def test_contents__the_table_is_dropped_and_the_prose_after_it_is_kept():
+    text = (
+        "# Evidence brief\n\n## Contents\n\nKey publications .....\t3\nCase studies.....\t4\n\n"
+        "Produced by the knowledge team. A quick overview of the published evidence on peer "
+        "workers.\n\nPlease cite this brief as: Evidence brief on peer workers (2021).\n\n"
+        "## Key publications\n\nThe long term plan names peer support workers.\n"
+    )
+    chunks = chunk_document(_doc(text), **SIZES)
+    joined = "\n".join(c.text for c in chunks)
+    assert "....." not in joined
+    assert "A quick overview of the published evidence" in joined
+    assert "Please cite this brief as" in joined
+    front = [c for c in chunks if "quick overview" in c.text]
+    assert front and front[0].section == ""  # not a section called "Contents"
+    assert all(text[c.start : c.end] == c.text for c in chunks)

@@ -16,9 +16,10 @@ import pytest
 
 from peerqa import Assistant, chunking
 from peerqa.evaluation.gold import default_gold_path, load_gold
+from peerqa.fusion import Signals, _order, top
 from peerqa.lexical import Counts
 from peerqa.records import file_records
-from peerqa.retrieval import Hit, Retriever, Signals, Vocabulary, _order, top
+from peerqa.retrieval import Hit, Retriever, Vocabulary
 from peerqa.store import FORMAT_VERSION, IndexStore
 from peerqa.tables import ChunkList
 from peerqa.text import sentence_spans, tokenize

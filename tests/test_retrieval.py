@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from peerqa.retrieval import (
-    FUSIONS,
-    Retriever,
-    Signals,
-    Vocabulary,
-    Weights,
-    fuse_rrf,
-    fuse_zscore,
-)
+from peerqa import Assistant, retrieval
+from peerqa.fusion import FUSIONS, Signals, Weights, fuse_rrf, fuse_zscore
+from peerqa.retrieval import Retriever, Vocabulary
 from peerqa.text import tokenize
 from peerqa.types import Document
 
@@ -118,3 +112,37 @@ def test_retriever__refuses_an_unknown_fusion(tiny_fake):
 def test_tiny_index__was_built_without_loading_a_model(tiny_fake, fake_embedder):
     assert tiny_fake.store.current_manifest()["embedder"] == "fake:hashed-words"
     assert sum(fake_embedder.calls) > len(tiny_fake.chunks)  # chunks, sentences, queries
+
+
+def test_search__a_question_who_made_a_document_brings_its_credit_lines_forward(
+    tiny_corpus, tmp_path, fake_embedder, monkeypatch
+):
+    (tiny_corpus / "evaluation.md").write_text(
+        "# Evaluation of a peer pilot\n\nDeveloped by Dr Jane Smith on behalf of Peer Network UK"
+        "\n\n## Findings\n\nPeer workers built trust with the people they supported, and teams "
+        "valued the role more as the pilot went on.\n\n## Supervision\n\nSupervision was "
+        "monthly, by a senior peer worker, and covered wellbeing as well as casework.\n",
+        encoding="utf-8")
+    a = Assistant(corpus_dir=tiny_corpus, index_dir=tmp_path / "idx", embedder=fake_embedder)
+    a.index()
+    r = a.retriever
+    credited = [c for c, held in zip(r.chunks, r.credits, strict=True) if held]
+    assert [c.doc_id for c in credited] == ["evaluation"]
+    assert "Developed by Dr Jane Smith" in credited[0].text
+
+    def scores(query: str) -> dict[str, float]:
+        return {h.passage.chunk_id: h.passage.score for h in r.search(query, 30)}
+
+    question = "Who developed the peer pilot evaluation, and for which organisation?"
+    boosted = scores(question)
+    monkeypatch.setattr(retrieval, "CREDIT_BOOST", 0.0)
+    plain = scores(question)
+    for chunk_id, score in boosted.items():  # the credit chunk alone, by two units
+        lift = score - plain[chunk_id]
+        assert lift == pytest.approx(2.0 if chunk_id == credited[0].chunk_id else 0.0, abs=1e-6)
+    # A question about what the document says is not one about who made it: no lift.
+    content = "What did the evaluation find about supervision?"
+    unboosted = scores(content)
+    monkeypatch.setattr(retrieval, "CREDIT_BOOST", 2.0)
+    assert scores(content) == pytest.approx(unboosted)
+    assert "Developed by" not in r.search(content, 1)[0].passage.text

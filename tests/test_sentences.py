@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from peerqa.answer.sentences import aims_allowed, flaws, methods_allowed
+from peerqa.answer.sentences import (
+    ASKS_ABOUT_SOURCE,
+    aims_allowed,
+    credits_allowed,
+    flaws,
+    methods_allowed,
+)
 from peerqa.answer.units import list_items, quotable, quote_problems
 from peerqa.text import sentence_spans
 
@@ -210,3 +216,39 @@ def test_list_items__a_link_among_the_items_is_not_quoted_with_them():
             "Peer workers were welcomed by most service users.")
     assert list_items(text, text.index(":") + 1) == []
     assert _units(text)[0] is None
+
+
+def test_flaws__a_citation_line_s_pieces_are_a_reference():
+    line = ("Please acknowledge this work as:\n\nEvidence Brief: Peer support workers. Katie "
+            "Nicholas. (January 2021). UK: Health Education England\n")
+    spans = sentence_spans(line)
+    pieces = [(a, b) for a, b in spans if a > line.index("\n\n")]
+    assert len(pieces) >= 2
+    for a, b in pieces:
+        assert "reference" in flaws(line, a, b).hard, line[a:b]
+    # Prose that cites a work in passing is not a reference.
+    assert not _hard("A 2023 internal evaluation report by Rethink (Moran, 2023) echoed wider "
+                     "evidence on support.")
+
+
+def test_flaws__a_credit_line_answers_only_who_made_the_source():
+    credit = "Developed by Dr Ann Smith on behalf of Habitus Collective UK"
+    authors = "Joanne McLean, Hannah Biggs, Indiya Whitehead, Scottish Centre for Mental Health."
+    for line in (credit, authors):
+        text = f"Evidence scoping review\n\n{line}\n\nThe review found that support matters.\n"
+        spans = sentence_spans(text)
+        i = next(n for n, (a, b) in enumerate(spans) if text[a:b] == line)
+        assert "credit" in flaws(text, *spans[i]).hard
+        assert quotable(text, 0, spans, i) is None  # never the answer to a content question
+        unit = quotable(text, 0, spans, i, allow_credits=True)
+        assert unit is not None and text[unit.start : unit.last] == line
+    assert credits_allowed("who wrote the Fife review?")
+    assert credits_allowed("Who actually carried out the evaluation?")
+    assert credits_allowed("Who are the authors of the Irish review?")
+    assert not credits_allowed("What did the authors of the Fife review conclude?")
+    assert not credits_allowed("What came out of the pilot?")
+    assert not ASKS_ABOUT_SOURCE.search("What came out of the early intervention pilot?")
+    assert ASKS_ABOUT_SOURCE.search("When did the Iriss Insight come out?")
+    # A sentence that says who did something is content, not a credit line.
+    assert not _hard("The pilot was commissioned by the Scottish Government in 2006 to test "
+                     "the role.")

@@ -17,15 +17,25 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from .text import BULLET, HEADING_MARK, count_tokens, sentence_spans, word_count, word_spans
+from .text import (
+    BULLET,
+    HEADING_MARK,
+    STATEMENT_WORDS,
+    count_tokens,
+    sentence_spans,
+    word_count,
+    word_spans,
+)
 from .types import Chunk, Document
 
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 
 # A bibliography entry: a linked title, possibly as a heading ("### [Title](#)").
 _ENTRY = re.compile(r"^(?:" + HEADING_MARK.pattern + r")?\[([^\]]{3,})\]\([^)]*\)")
 _LINK_ONLY = re.compile(r"^(?:" + HEADING_MARK.pattern + r")?\[[^\]]+\]\([^)]*\)\s*$")
 _SKIP_SECTIONS = {"contents", "table of contents"}
+# A line of a table of contents: its title, dot leaders or a tab, a page number.
+_TOC_LINE = re.compile(r"(?:\.{3,}|…)\s*\d+\s*$|\t\s*\d+\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,16 @@ def _headings(paras: list[Paragraph]) -> dict[int, Heading | None]:
     return found
 
 
+def _is_statement(heading: Heading) -> bool:
+    return heading.title.endswith(".") and len(heading.title.split()) >= STATEMENT_WORDS
+
+
+def _is_contents(par: Paragraph) -> bool:
+    """A paragraph of a table of contents: every line ends in a page number."""
+    lines = [line for line in par.text.splitlines() if line.strip()]
+    return bool(lines) and all(_TOC_LINE.search(line) for line in lines)
+
+
 def _is_entry(par: Paragraph) -> str | None:
     match = _ENTRY.match(par.text)
     return clean_heading(match.group(1)) if match else None
@@ -157,6 +177,8 @@ def _units(doc: Document) -> Iterator[tuple[str, list[Paragraph]]]:
             while path and path[-1].level >= heading.level:
                 path.pop()
             path.append(heading)
+            if _is_statement(heading):
+                current.append(p)
             continue
         entry_title = _is_entry(p)
         if entry_title and entry and len(current) == 1 and _LINK_ONLY.match(current[0].text) \
@@ -210,7 +232,13 @@ def chunk_document(doc: Document, *, target_words: int, max_words: int) -> list[
     chunks: list[Chunk] = []
     for section, paras in _units(doc):
         if section.split(" > ")[-1].lower() in _SKIP_SECTIONS:
-            continue
+            # The table itself is not content; what follows it before the next heading is
+            # (a brief's "Produced by ..." and "Please acknowledge ... as:" lines), and it
+            # belongs to the place that holds the contents.
+            paras = [p for p in paras if not _is_contents(p) and not HEADING_MARK.match(p.text)]
+            section = " > ".join(section.split(" > ")[:-1])
+            if not paras:
+                continue
         pieces: list[Paragraph] = []
         for p in paras:
             if word_count(p.text) > max_words:

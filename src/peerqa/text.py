@@ -35,6 +35,38 @@ BULLET = re.compile(r"\s*(?:[-*•–]|\d{1,2}[.)])\s+")
 HEADING_MARK = re.compile(r"#{1,6}\s+")
 """The hashes that open a Markdown heading."""
 
+STATEMENT_WORDS = 4
+"""A heading ending in a full stop with at least this many words is a statement set as a
+heading (a review's recommendations in bold): it names its section and is also its text."""
+
+CREDIT = re.compile(
+    r"^(?:\S+\s+){0,3}?(?:developed|written|prepared|produced|compiled|edited|authored|"
+    r"commissioned|funded)\s+by\s+(?:the\s+)?[A-Z]", re.I)
+"""A line that credits a document's makers ("Developed by Dr ... on behalf of ..."), when it
+stands alone without a full stop."""
+
+AUTHORS = re.compile(r"^(?:[A-Z][\w'’-]+(?: [A-Z][\w'’.-]+){1,2}, ){2,}")
+"""A line of authors: two or more personal names, a comma after each ("Joanne McLean, Hannah
+Biggs, ...")."""
+
+ASKS_WHO_MADE = re.compile(
+    r"\bwho (?:\w+ly )?(?:wrote|authored|developed|produced|prepared|compiled|edited|published|"
+    r"commissioned|funded|carried out|made|was behind|is behind)\b"
+    r"|\b(?:who|what) (?:is|are|was|were) (?:the |its |their )?authors?\b|\bby whom\b",
+    re.I,
+)
+"""A question who made a source, which its credit lines answer."""
+
+
+def credit_lines(text: str) -> bool:
+    """Whether ``text`` has a line of its own that credits its makers: "Developed by ..." without
+    a full stop, or a line of authors."""
+    for line in text.splitlines():
+        line = line.strip().strip("*_").strip()
+        if AUTHORS.match(line) or (CREDIT.match(line) and not line.endswith((".", "?", "!", ":"))):
+            return True
+    return False
+
 HEADING = re.compile(r"^\s{0,3}(" + HEADING_MARK.pattern + r")(.+?)\s*#*\s*$", re.M)
 """A whole Markdown heading line: group 1 its marker (level = number of '#'), group 2 its text."""
 

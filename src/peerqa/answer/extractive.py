@@ -50,6 +50,7 @@ from .sentences import (
     ASKS_FOR_STUDIES,
     ASKS_PURPOSE,
     aims_allowed,
+    credits_allowed,
     flaws,
     methods_allowed,
     questions_allowed,
@@ -59,6 +60,8 @@ from .shape import Quote, compose
 from .units import Quotable, quotable
 
 QUESTION_STEMS = frozenset(tokenize("question questions"))
+CREDIT_STEMS = frozenset(tokenize(  # what a credit line tells, in the words people ask with
+    "wrote written author authored developed produced prepared commissioned behalf"))
 SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
 MIN_RELEVANCE = 0.2  # a sentence less relevant than this is never considered...
 RELATIVE = 0.5  # ...nor one scoring under this share of the best sentence's score
@@ -111,7 +114,7 @@ class Candidate:
 def _units(
     text: str, offset: int, sentences: tuple[tuple[int, int], ...], section: str,
     allow_aims: bool, keep_header: bool, document: str | None, allow_methods: bool,
-    allow_questions: bool = False,
+    allow_questions: bool = False, allow_credits: bool = False,
 ) -> tuple[tuple[int, Quotable, str, frozenset[str], frozenset[str]], ...]:
     """A passage's quotable units, each with the index of its piece (a sentence split at its
     labels), its text and words, and whether it states an article's aim or asks a question.
@@ -123,7 +126,7 @@ def _units(
     for i in range(len(spans)):
         unit = quotable(text, offset, spans, i, section=section, allow_aims=allow_aims,
                         keep_header=keep_header, document=document, allow_methods=allow_methods,
-                        allow_questions=allow_questions)
+                        allow_questions=allow_questions, allow_credits=allow_credits)
         if unit is None:
             continue
         quoted = text[unit.start - offset : unit.last - offset]
@@ -131,7 +134,9 @@ def _units(
         tokens = frozenset(tokenize(quoted))
         if "question" in hard:
             tokens |= QUESTION_STEMS  # a question quoted as one holds what "questions" asks for
-        out.append((i, unit, quoted, tokens, frozenset(hard & {"aim", "question"})))
+        if "credit" in hard:
+            tokens |= CREDIT_STEMS  # and a credit line what "who wrote it?" asks for
+        out.append((i, unit, quoted, tokens, frozenset(hard & {"aim", "question", "credit"})))
     return tuple(out)
 
 
@@ -145,6 +150,7 @@ def candidates(
     texts: Mapping[str, str] | None = None,
     allow_methods: bool = False,
     allow_questions: bool = False,
+    allow_credits: bool = False,
 ) -> list[Candidate]:
     """Every quotable unit of the hits, scored by coverage, meaning and passage rank."""
     out: list[Candidate] = []
@@ -162,7 +168,7 @@ def candidates(
                 for _ in split_labels(p.text, a - p.start, b - p.start)]
         units = _units(p.text, p.start, tuple((a, b) for a, b, _ in hit.sentences), p.section,
                        allow_aims, keep_header, (texts or {}).get(p.doc_id), allow_methods,
-                       allow_questions)
+                       allow_questions, allow_credits)
         for i, unit, text, tokens, kinds in units:
             sim = sims[i]
             cov = terms.coverage(tokens)
@@ -172,7 +178,9 @@ def candidates(
             relevance = (1 - SEMANTIC) * lexical + SEMANTIC * max(sim, 0.0)
             # What a study set out to do, asked for; or its own question, which is quotable
             # only when the question asks what questions it set out to answer.
-            if (purpose and "aim" in kinds) or "question" in kinds:
+            # A credit line, quotable only when the question asks who made the source, is its
+            # answer the same way.
+            if (purpose and "aim" in kinds) or "question" in kinds or "credit" in kinds:
                 relevance += PURPOSE_BONUS
             score = damp * relevance * (0.5 + 0.5 * prior)
             weighted = damp * relevance * (0.5 + 0.5 * prior * backed)
@@ -375,7 +383,8 @@ def choose(
                                keep_header=bool(ASKS_ABOUT_SOURCE.search(question)),
                                purpose=purpose is not None, texts=texts,
                                allow_methods=methods_allowed(question),
-                               allow_questions=questions_allowed(question)),
+                               allow_questions=questions_allowed(question),
+                               allow_credits=credits_allowed(question)),
                     key=lambda c: -c.score)
     limit = max_list_sentences if is_list_question(question) else max_sentences
     quotes, by_document = _pick(ranked, named, hits, limit)

@@ -22,7 +22,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..text import BULLET, HEADING_MARK, MARKER, trimmed
+from ..text import ASKS_WHO_MADE, AUTHORS, BULLET, CREDIT, HEADING_MARK, MARKER, trimmed
 
 MIN_WORDS = 5
 MAX_ITEMS = 12
@@ -128,6 +128,9 @@ _CONNECTIVE = re.compile(
 # Openers that refer to what is named just before (a title or heading) and can stand after one.
 REFERRING = re.compile(r"^(?:this|these|they|it|their|such)\b", re.I)
 _REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
+# A line that cites a work: a parenthesised date between full stops ("Katie Nicholas.
+# (January 2021). UK: ..."). Each of its pieces is part of a reference, not a statement.
+_CITATION_LINE = re.compile(r"\.\s+\((?:[A-Z][a-z]+\s+)?\d{4}[a-z]?\)\.")
 ASKS_ABOUT_RESEARCH = re.compile(
     r"\b(?:has anyone|have any|is there (?:any )?(?:research|work|evidence|study|literature|"
     r"paper)|any (?:research|stud(?:y|ies)|papers?|work|articles?|evidence) (?:on|about|into|"
@@ -185,11 +188,17 @@ def methods_allowed(question: str) -> bool:
 
 ASKS_ABOUT_SOURCE = re.compile(
     r"\b(?:when (?:did|was|were|is|does)|what year|which year|what date|who (?:wrote|published|"
-    r"produced|authored|commissioned|funded|carried out)|reference|cite|published|publication|"
-    r"come out|came out|put out|written up)\b",
+    r"produced|authored|commissioned|funded|carried out|developed|prepared|compiled|edited)|"
+    r"(?:who|what) (?:is|are|was|were) (?:the |its |their )?authors?|reference|cite|published|"
+    r"publication|come out|came out(?! of)|put out|written up)\b",
     re.I,
 )
 """A question about a source itself (its date, its authors), which an entry's header answers."""
+
+
+def credits_allowed(question: str) -> bool:
+    """Whether a document's credit lines may answer the question: it asks who made it."""
+    return bool(ASKS_WHO_MADE.search(question))
 ASKS_FOR_STUDIES = re.compile(
     r"\b(?:has anyone|is there (?:any )?(?:research|work|study|literature|papers?)|are there "
     r"(?:any )?(?:stud(?:y|ies)|papers?|articles?)|any (?:research|stud(?:y|ies)|papers?|"
@@ -286,7 +295,8 @@ class Flaws:
 
     hard: frozenset[str]
     """Never quoted: heading, contents, question, boilerplate, reference, fragment, marker; an
-    aim or a method only when the question asks about the research."""
+    aim or a method only when the question asks about the research; a credit line ("Developed
+    by ...", a line of authors) only when it asks who made the source."""
     needs_previous: bool = False
     list_intro: bool = False
     forward: bool = False
@@ -314,7 +324,8 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     if not body:
         return Flaws(frozenset({"fragment"}))
     last_section = section.split(" > ")[-1].strip().lower()
-    if last_section in _REFERENCE_SECTIONS or _REFERENCE.search(body):
+    if last_section in _REFERENCE_SECTIONS or _REFERENCE.search(body) \
+            or _CITATION_LINE.search(text, *line_bounds(text, a, b)):
         hard.add("reference")
     if body.endswith("?"):
         hard.add("question")
@@ -334,9 +345,11 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     whole = whole_line(text, a, b)
     if keep_header and "\n" in sentence and terminal(body):
         pass  # a header and its entry's first sentence, quoted together
-    elif HEADING_MARK.match(text, text.rfind("\n", 0, a) + 1) or (
+    elif whole and ((not ends and CREDIT.match(body)) or AUTHORS.match(body)):
+        hard.add("credit")  # it answers who made the document, and nothing else
+    elif (HEADING_MARK.match(text, text.rfind("\n", 0, a) + 1) or (
         whole and not ends and not BULLET.match(text, text.rfind("\n", 0, a) + 1)
-    ) or (last_section and body.lower() == last_section):
+    ) or (last_section and body.lower() == last_section)):
         hard.add("heading")
     elif not ends or not (body[0].isupper() or body[0].isdigit() or body[0] in "[\"'‘“(") \
             or len(body.split()) < MIN_WORDS or continues(text, a):

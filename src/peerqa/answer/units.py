@@ -26,6 +26,7 @@ from .sentences import (
     clean,
     content_start,
     continues,
+    credits_allowed,
     flaws,
     line_bounds,
     methods_allowed,
@@ -164,6 +165,7 @@ def quotable(
     document: str | None = None,
     allow_methods: bool = False,
     allow_questions: bool = False,
+    allow_credits: bool = False,
 ) -> Quotable | None:
     """The unit to quote for sentence ``i`` of a passage, or None when it cannot be quoted.
 
@@ -174,7 +176,7 @@ def quotable(
     a, b = spans[i][0] - offset, spans[i][1] - offset
     keep_header = keep_header and bool(LINK_TITLE.match(text, a, b))
     found = flaws(text, a, b, section=section, keep_header=keep_header)
-    hard = found.hard - _allowed(allow_aims, allow_methods, allow_questions)
+    hard = found.hard - _allowed(allow_aims, allow_methods, allow_questions, allow_credits)
     if document is not None and a == 0 and continues(document, offset):
         hard |= {"fragment"}  # the passage starts mid-sentence: its document shows it
     if hard and hard <= {"heading", "fragment"}:
@@ -243,9 +245,9 @@ FOLLOWING = 2
 """Sentences a sentence pointing at what follows brings with it."""
 
 
-def _allowed(aims: bool, methods: bool, questions: bool = False) -> set[str]:
+def _allowed(aims: bool, methods: bool, questions: bool = False, credits: bool = False) -> set[str]:
     return ({"aim"} if aims else set()) | ({"method"} if methods else set()) \
-        | ({"question"} if questions else set())
+        | ({"question"} if questions else set()) | ({"credit"} if credits else set())
 
 
 def _broken_item(
@@ -274,7 +276,7 @@ def quote_problems(
     it: the hard flaws, "needs_previous" (a connective quoted without its sentence) and
     "list_without_items". A span that is an item of a quoted list introduction is fine."""
     allowed = _allowed(aims_allowed(question), methods_allowed(question),
-                       questions_allowed(question))
+                       questions_allowed(question), credits_allowed(question))
     keep_header = bool(ASKS_ABOUT_SOURCE.search(question))
     ordered = sorted(set(spans))
     items: set[tuple[int, int]] = set()
