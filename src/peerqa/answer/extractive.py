@@ -21,6 +21,7 @@ Step by step:
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -197,12 +198,8 @@ def _similar(a: frozenset[str], b: frozenset[str]) -> bool:
     return overlap >= 0.6 or (overlap >= 0.45 and any(t.isdigit() for t in a & b))
 
 
-def _score(c: Candidate) -> float:
-    return c.score
-
-
-def _weighted(c: Candidate) -> float:
-    return c.weighted
+_score: Callable[[Candidate], float] = operator.attrgetter("score")
+_weighted: Callable[[Candidate], float] = operator.attrgetter("weighted")
 
 
 def select(
@@ -241,7 +238,8 @@ def select(
 
 
 def shown(
-    question: str, chosen: Chosen, hits: Sequence[Hit], thresholds: Thresholds
+    question: str, chosen: Chosen, hits: Sequence[Hit], thresholds: Thresholds,
+    *, vetted: bool = False,
 ) -> list[Candidate]:
     """The quotes a reader is shown: the display quotes (``Chosen.display``) of passages the
     retriever rates at least ``PASSAGE_SHARE`` as relevant as the best passage among them,
@@ -250,8 +248,8 @@ def shown(
     figure on the same point (``_disagreeing``).
 
     The check reads every chosen quote; a weak passage's sentence that shares the question's
-    words without being about it is not shown as part of the answer.
-    """
+    words without being about it is not shown, unless ``vetted`` (read as being about what
+    a partial answer misses)."""
     if len(chosen.named) >= 2:
         return _disagreeing(chosen.quotes, chosen.pool, hits)  # each named side is wanted
     display = chosen.quotes if chosen.display is None else chosen.display
@@ -262,7 +260,7 @@ def shown(
     dropped: list[Candidate] = []
     for c in display:
         rated = hits[c.hit_rank].passage.relevance or 0.0
-        (kept if rated >= PASSAGE_SHARE * top else dropped).append(c)
+        (kept if vetted or rated >= PASSAGE_SHARE * top else dropped).append(c)
     shown_first = {id(c) for c in display}
     dropped += [c for c in chosen.quotes if id(c) not in shown_first]
     for c in dropped:
@@ -461,7 +459,8 @@ def extractive_answer(
                     max_list_sentences=max_list_sentences,
                     meaning=meaning, titles=titles, phrases=phrases, texts=texts)
     verdict = decide(chosen.assessment, thresholds, min_coverage=min_coverage)
-    if verdict.coverage == "partial" and verdict.focus:
+    vetted = verdict.coverage == "partial" and bool(verdict.focus)
+    if vetted:
         # The nearest evidence must be about what is missing (pay, for a salary), or left out.
         pool = list({id(c): c for c in [*chosen.quotes, *(chosen.display or [])]}.values())
         kept = {id(c) for c, k in zip(pool, near([c.text for c in pool], verdict.focus,
@@ -470,7 +469,8 @@ def extractive_answer(
             chosen, quotes=[c for c in chosen.quotes if id(c) in kept],
             display=None if chosen.display is None
             else [c for c in chosen.display if id(c) in kept])
-    chosen = dataclasses.replace(chosen, quotes=shown(question, chosen, hits, thresholds))
+    chosen = dataclasses.replace(chosen, quotes=shown(question, chosen, hits, thresholds,
+                                                      vetted=vetted))
     if verdict.coverage == "not_covered" or not chosen.quotes:
         return abstention(question, passages, terms.query, missing=verdict.missing)
     return shaped(question, hits, chosen, verdict, titles, terms.query,
