@@ -273,7 +273,7 @@ def test_api__follow_up_uses_the_history(app, assistant: Assistant):
     first = assistant.ask(ANSWERABLE)
     history = [{"role": "user", "content": ANSWERABLE},
                {"role": "assistant", "content": first.text}]
-    follow_up = "And what about supervision?"
+    follow_up = "Who provides it?"  # "it" is the training: alone, the question means little
     c = client(app)
     with_history = c.predict(follow_up, history, api_name="/ask")
     alone = c.predict(follow_up, api_name="/ask")

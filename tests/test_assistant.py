@@ -66,6 +66,29 @@ def test_ask__follow_up_resolves_against_the_previous_question(assistant):
     _check_answer_invariants(assistant, follow)
 
 
+def test_search__a_follow_up_is_searched_as_ask_searches_it(assistant, monkeypatch):
+    # Late interaction matches each question word in the passages; the earlier question's
+    # words, joined to a follow-up for BM25 and the vectors, would be matched as if asked now.
+    history = [{"role": "user", "content": "What does the Irish review say about training?"},
+               {"role": "assistant", "content": "It recommends introductory courses."}]
+    question = "And what about their career progression?"
+    retriever = assistant.live.current()
+    read = retriever.read
+    seen: list[str] = []
+
+    def spy(text: str):
+        seen.append(text)
+        return read(text)
+
+    monkeypatch.setattr(retriever, "read", spy)
+    answer = assistant.ask(question, history=history)
+    assert question in seen and "training" in answer.retrieval_query
+    passages = assistant.search(question, 5, history=history)
+    assert [p.chunk_id for p in passages] == [p.chunk_id for p in answer.passages[:5]]
+    combined = assistant.search(answer.retrieval_query, 5)  # the old reading of the same turn
+    assert [p.score for p in combined] != [p.score for p in passages]
+
+
 def test_ask__accepts_gradio_style_content_parts_in_history(assistant):
     answer = assistant.ask("And their supervision?", history=[
         {"role": "user",

@@ -161,8 +161,9 @@ class _Answerer:
             self.opened = True
         return self._assistant.ask(question, history=history)
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]:
-        return self._assistant.search(query, k)
+    def search(self, query: str, k: int | None = None, *,
+               history: Sequence[Mapping[str, Any]] | None = None) -> list[Passage]:
+        return self._assistant.search(query, k, history=history)
 
 
 @pytest.fixture

@@ -76,6 +76,10 @@ def test_follow_up__borrows_the_previous_question(tiny_fake):
     terms = question_terms("And how long does it last?", history, tiny_fake.retriever.vocabulary)
     assert "What training" in terms.query and "train" in terms.weights
     assert terms.weights["train"] < terms.weights["last"] * 2  # borrowed words count half
+    # Late interaction reads the follow-up's own words; a question that stands alone has none.
+    assert terms.late == "And how long does it last?"
+    assert question_terms("How long does training last?", history,
+                          tiny_fake.retriever.vocabulary).late is None
     assert is_list_question("What are the barriers?") and not is_list_question("Who wrote it?")
 
 

@@ -261,15 +261,25 @@ class Assistant:
     # -- questions ----------------------------------------------------------------------
 
     def search(
-        self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None
+        self, query: str, k: int | None = None, doc_ids: Sequence[str] | None = None, *,
+        history: Sequence[Mapping[str, Any]] | None = None,
     ) -> list[Passage]:
-        """The ``k`` passages most relevant to ``query`` (default ``top_k``), best first."""
+        """The ``k`` passages most relevant to ``query`` (default ``top_k``), best first.
+
+        With ``history`` (the conversation so far, as ``ask`` takes it) the query is searched as
+        ``ask`` searches a follow-up: with the previous question's words when it needs them.
+        """
         query = self._check_text(query, "query")
         k = check_k(self.settings.top_k if k is None else k)
         retriever = self.live.current()
         ids = self._check_filter(doc_ids, retriever.documents)
+        terms = question_terms(query, normalise_history(history), retriever.vocabulary) \
+            if history else None
         with blas_threads(QUERY_THREADS):  # one BLAS thread for a question's small products
-            return [h.passage for h in retriever.search(query, k, ids)]
+            if terms is None:
+                return [h.passage for h in retriever.search(query, k, ids)]
+            return [h.passage for h in retriever.search(
+                terms.query, k, ids, mentioned=terms.mentioned, late_query=terms.late)]
 
     def _prepare(
         self,
@@ -290,7 +300,8 @@ class Assistant:
         terms = question_terms(question, turns, retriever.vocabulary)
         # One BLAS thread for a question's small products (see embeddings/threads.py).
         with blas_threads(QUERY_THREADS):
-            hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned)
+            hits = retriever.search(terms.query, k, ids, mentioned=terms.mentioned,
+                                    late_query=terms.late)
             hits = _compared(retriever, question, hits, ids)
         return question, turns, hits, terms, retriever.vocabulary
 

@@ -335,6 +335,7 @@ class Retriever:
         *,
         mentioned: Sequence[str] | None = None,
         query_vector: np.ndarray | None = None,
+        late_query: str | None = None,
     ) -> Ranking:
         """The best ``RANKED`` chunks by fused score, best first.
 
@@ -342,7 +343,8 @@ class Retriever:
         late interaction then reranks the best ``late.CANDIDATES``, and each chunk's score moves
         towards its section's best (the fitted section pull).
         ``query_vector`` is the embedder's vector of the query when the caller already has it;
-        the fitted adapter, if any, is applied to it either way.
+        the fitted adapter, if any, is applied to it either way. ``late_query`` is what late
+        interaction reads instead of the query (a follow-up's own words).
         """
         raw = self.embed(query) if query_vector is None else query_vector
         vector = self.adapter.apply(raw) if self.adapter else raw
@@ -361,8 +363,8 @@ class Retriever:
             # nothing with the question's: the passages holding them come forward.
             credits = self.credits if not mentioned else self.credits & self._in(mentioned)
             fused = fused + CREDIT_BOOST * MENTION_SCALE[self.fusion](self.weights) * credits
-        query_tokens = self.read(query)[1] if self.late is not None and self.tokens_weight \
-            else None
+        query_tokens = self.read(late_query or query)[1] \
+            if self.late is not None and self.tokens_weight else None
         if self.late is not None and query_tokens is not None:
             unit = MENTION_SCALE[self.fusion](self.weights)
             fused = self.late.rerank(query_tokens, fused, signals.mask, self.tokens_weight * unit)
@@ -382,6 +384,7 @@ class Retriever:
         *,
         mentioned: Sequence[str] | None = None,
         query_vector: np.ndarray | None = None,
+        late_query: str | None = None,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``, optionally only from ``doc_ids``, each with its
         calibrated ``relevance``.
@@ -390,7 +393,8 @@ class Retriever:
         """
         if not self.chunks:
             return []
-        ranking = self.rank(query, doc_ids, mentioned=mentioned, query_vector=query_vector)
+        ranking = self.rank(query, doc_ids, mentioned=mentioned, query_vector=query_vector,
+                            late_query=late_query)
         relevance = self.calibration.relevance(ranking.scores)
         return [
             self._hit(int(i), float(s), float(r), ranking.sentence_sims)

@@ -33,6 +33,9 @@ class QuestionTerms:
     query: str
     weights: dict[str, float]
     mentioned: tuple[str, ...] = ()
+    late: str | None = None
+    """What late interaction reads when it is not the query: a follow-up's own words, without
+    the earlier question's, which it would match word by word as if they were asked now."""
 
     @property
     def total(self) -> float:
@@ -42,7 +45,7 @@ class QuestionTerms:
         """These terms without some words (those naming a document, say). With none left,
         no sentence covers any of the question: its meaning alone ranks them."""
         kept = {t: w for t, w in self.weights.items() if t not in stems}
-        return QuestionTerms(self.query, kept, self.mentioned)
+        return QuestionTerms(self.query, kept, self.mentioned, self.late)
 
     def coverage(self, tokens: set[str] | frozenset[str]) -> float:
         """Weighted share of the question's words found among ``tokens``."""
@@ -67,13 +70,15 @@ def question_terms(
     current = tokenize(question)
     weights: dict[str, float] = {t: vocabulary.idf(t) for t in current}
     query = question
+    late = None
     earlier = previous_question(history)
     if earlier and (_FOLLOW_UP.search(question) or len(set(current)) <= 2):
-        query = f"{question} {earlier}"
+        query, late = f"{question} {earlier}", question
         for t in tokenize(earlier):
             weights.setdefault(t, 0.5 * vocabulary.idf(t))
     return QuestionTerms(
-        query=query, weights=weights, mentioned=tuple(vocabulary.mentioned_documents(query))
+        query=query, weights=weights, mentioned=tuple(vocabulary.mentioned_documents(query)),
+        late=late,
     )
 
 

@@ -97,8 +97,9 @@ class SectionPullFitter:
             for n, share in enumerate(self.shares):
                 tuning = view.tuning.with_section("section_pull", {"share": share})
                 retriever = view.with_tuning(tuning).retriever
-                quality[n] += sum(_ranking_quality(retriever.rank(e.query).chunks, e)
-                                  for e in answerable)
+                quality[n] += sum(
+                    _ranking_quality(retriever.rank(e.query, late_query=e.late).chunks, e)
+                    for e in answerable)
         if not counted:
             return {}
         best = int(np.argmax(quality))  # the first (smallest) share among equals
@@ -123,7 +124,7 @@ class RelevanceFitter:
         for held, view in out_of_fold(assistant, items, self.refit, k=self.k):
             retriever = view.retriever
             for i in held:
-                ranking = retriever.rank(found[i].query)
+                ranking = retriever.rank(found[i].query, late_query=found[i].late)
                 s = ranking.scores[: self.depth]
                 if not len(s):
                     continue

@@ -48,6 +48,8 @@ class Example:
     id: str
     query: str
     relevant: np.ndarray
+    late: str | None = None
+    """What late interaction reads instead of the query (a follow-up's own words)."""
 
 
 def examples(assistant: Assistant, items: Sequence[GoldItem]) -> list[Example]:
@@ -62,7 +64,7 @@ def examples(assistant: Assistant, items: Sequence[GoldItem]) -> list[Example]:
             any(holds(Span(c.doc_id, c.start, c.end), q) for q in quotes)
             for c in retriever.chunks
         ], dtype=bool)
-        out.append(Example(item.id, terms.query, relevant))
+        out.append(Example(item.id, terms.query, relevant, terms.late))
     return out
 
 

@@ -41,7 +41,10 @@ class Answerer(Protocol):
         self, question: str, history: Sequence[Mapping[str, Any]] | None = None
     ) -> Answer: ...
 
-    def search(self, query: str, k: int | None = None) -> list[Passage]: ...
+    def search(
+        self, query: str, k: int | None = None, *,
+        history: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[Passage]: ...
 
 
 
@@ -121,9 +124,8 @@ def run_eval(
         answer = assistant.ask(item.question, history=list(item.history) or None)
         latency = (time.perf_counter() - started) * 1000
         modes.add(answer.mode)
-        query = answer.retrieval_query or item.question
         # The answer's own search, read deeper: its first passages are the answer's passages.
-        ranking = assistant.search(query, depth)
+        ranking = assistant.search(item.question, depth, history=list(item.history) or None)
         rankings.append(ranking)
         results.append(evaluate_answer(item, answer, ranking, documents, k=k,
                                        latency_ms=latency, judge=judge))
