@@ -174,3 +174,11 @@ def test_answerability_fitter__fits_on_the_items_it_is_given_and_prints_its_curv
     assert fitter.chosen is not None and fitter.chosen.declines == 1.0
     assert fitter.chosen.wrongful == 0.0
     assert "<- chosen" in fitter.describe() or "chosen (within" in fitter.describe()
+
+
+def test_holds_type__a_reference_s_own_date_is_a_date_a_citation_s_year_is_not():
+    question = "When was the brief published?"
+    assert holds_type("date", "Evidence Brief: Peer support workers. Katie Nicholas. "
+                      "(January 2021). UK: Health Education England", question)
+    assert not holds_type("date", "Support matters for outcomes (Cooper et al., 2024).",
+                          question)

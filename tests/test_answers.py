@@ -202,6 +202,14 @@ def test_who_made_a_document__answered_from_its_credit_lines(assistant):
         quotes = [p for p in answer.parts if p.kind == "quote"]
         assert quotes[0].text.startswith(start), (question, quotes[0].text)
         assert answer.citations[quotes[0].numbers[0] - 1].doc_id == doc_id
+    # A line citing the document is who made it and when, quoted whole.
+    for question in ("When was the HEE evidence brief published?",
+                     "Who is the author of the HEE brief?"):
+        answer = assistant.ask(question)
+        assert answer.coverage == "answered", (question, answer.missing)
+        quotes = [p.text for p in answer.parts if p.kind == "quote"]
+        assert quotes[0].startswith("Evidence Brief: Peer support workers. Katie Nicholas. "
+                                    "(January 2021)."), quotes
     answer = assistant.ask("What does the Fife review say about supporting peer workers?")
     quoted = " ".join(p.text for p in answer.parts if p.kind == "quote")
     assert "Developed by" not in quoted and "Bradstreet" not in quoted

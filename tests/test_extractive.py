@@ -130,7 +130,7 @@ def test_focus__encodes_only_the_question_s_variants_the_vector_it_was_searched_
 
 
 def test_candidates__a_passage_found_again_is_not_read_again(monkeypatch):
-    from peerqa.answer import extractive
+    from peerqa.answer import candidates as extractive
 
     extractive._units.cache_clear()
     read: list[int] = []

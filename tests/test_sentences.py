@@ -226,6 +226,15 @@ def test_flaws__a_citation_line_s_pieces_are_a_reference():
     assert len(pieces) >= 2
     for a, b in pieces:
         assert "reference" in flaws(line, a, b).hard, line[a:b]
+    # To a question about the source, the line is quoted whole, from its first piece.
+    first = pieces[0]
+    whole = quotable(line, 0, spans, spans.index(first), keep_header=True)
+    assert whole is not None
+    assert line[whole.start : whole.last] == line.split("\n\n")[1].rstrip()
+    assert quotable(line, 0, spans, spans.index(pieces[1]), keep_header=True) is None
+    assert quotable(line, 0, spans, spans.index(first)) is None
+    assert quote_problems(line, [(whole.start, whole.last)], question="How do I cite it?") == []
+    assert quote_problems(line, [(whole.start, whole.last)], question="What is it about?")
     # Prose that cites a work in passing is not a reference.
     assert not _hard("A 2023 internal evaluation report by Rethink (Moran, 2023) echoed wider "
                      "evidence on support.")

@@ -50,12 +50,13 @@ AUTHORS = re.compile(r"^(?:[A-Z][\w'’-]+(?: [A-Z][\w'’.-]+){1,2}, ){2,}")
 Biggs, ...")."""
 
 ASKS_WHO_MADE = re.compile(
-    r"\bwho (?:\w+ly )?(?:wrote|authored|developed|produced|prepared|compiled|edited|published|"
-    r"commissioned|funded|carried out|made|was behind|is behind)\b"
+    r"\bwho (?:\w+ly )?(?:wrote|authored|developed|produced|prepared|compiled|edited|"
+    r"carried out|made|was behind|is behind)\b"
     r"|\b(?:who|what) (?:is|are|was|were) (?:the |its |their )?authors?\b|\bby whom\b",
     re.I,
 )
-"""A question who made a source, which its credit lines answer."""
+"""A question who made a source, which its credit lines answer (not who commissioned or paid for
+it: "Developed by X on behalf of Y" and a line of authors do not say that)."""
 
 
 def credit_lines(text: str) -> bool:

@@ -38,7 +38,7 @@ from .focus import heads as focus_heads
 from .focus import near
 from .gaps import ASKING_WORDS, FRAME, OF_A_THING, content_words, gap, join
 from .meaning import Deferred, Meaning, want
-from .question import QuestionTerms, asked_types, counts, holds_type
+from .question import QuestionTerms, asked_types, counts, holds_type, naming_stems
 
 SECTION = "answerability"
 MEANING_CAP = 0.6
@@ -48,7 +48,6 @@ TERM_FLOOR = 0.5
 
 # "fortnightly or monthly?": an either-or question names the answers it will accept.
 _ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
-_WORDS = re.compile(r"[A-Za-z0-9]+(?:['’][a-z]+)?")
 _COMPOUNDS = re.compile(r"[A-Za-z0-9]+(?:[-'’][A-Za-z0-9]+)*")
 _NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
 # Capitalised words so common in English that their absence from the corpus says nothing.
@@ -181,16 +180,6 @@ class Verdict:
     name the corpus does not use, which nothing can be near)."""
 
 
-def naming_stems(question: str, vocabulary: Vocabulary) -> set[str]:
-    """The stems of the question's words that name a document ("Fife review", "HEE")."""
-    raw = _WORDS.findall(question)
-    naming: set[str] = set()
-    for n in (1, 2, 3):
-        for i in range(len(raw) - n + 1):
-            gram = " ".join(raw[i : i + n])  # "evidence brief", "Fife review"
-            if vocabulary.mentioned_documents(gram):
-                naming.update(tokenize(gram))
-    return naming
 
 
 def specific_terms(question: str, vocabulary: Vocabulary, *, common_idf: float) -> list[Term]:

@@ -177,7 +177,9 @@ def asked_types(question: str) -> dict[str, str]:
     return found
 
 
-_CITED_YEAR = re.compile(r"\([^()]*\b(?:19|20)\d\d[a-z]?\)")
+# A citation's year, "(Cooper et al., 2024)"; not a reference's own date after its full stop
+# ("Katie Nicholas. (January 2021).", the date the work came out).
+_CITED_YEAR = re.compile(r"(?<!\.\s)\([^()]*\b(?:19|20)\d\d[a-z]?\)")
 _FIGURE_TOKEN = re.compile(r"\b\d[\d,.]*\b|\b(?:" + _NUMBER_WORDS + r")\b", re.I)
 
 
@@ -248,3 +250,21 @@ def focus_query(question: str, vocabulary: Vocabulary) -> str:
                 keep[i : i + n] = [False] * n
     focused = " ".join(w for w, k in zip(raw, keep, strict=True) if k)
     return focused if tokenize(focused) else question
+
+
+_NAME_WORDS = re.compile(r"[A-Za-z0-9]+(?:['’][a-z]+)?")
+
+
+def naming_stems(question: str, vocabulary: Vocabulary) -> set[str]:
+    """The stems of the question's words that name a document ("Fife review", "HEE"): every
+    word of a phrase of up to three words that names one ("commissioned the QUB" included;
+    narrowed to the name and its nouns, cross-validated correctness rose 0.752 -> 0.755 but
+    the practitioner holdout's wrongful partial answers rose 0.089 -> 0.107)."""
+    raw = _NAME_WORDS.findall(question)
+    naming: set[str] = set()
+    for n in (1, 2, 3):
+        for i in range(len(raw) - n + 1):
+            gram = " ".join(raw[i : i + n])
+            if vocabulary.mentioned_documents(gram):
+                naming.update(tokenize(gram))
+    return naming

@@ -324,9 +324,15 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     if not body:
         return Flaws(frozenset({"fragment"}))
     last_section = section.split(" > ")[-1].strip().lower()
+    lo, hi = line_bounds(text, a, b)
     if last_section in _REFERENCE_SECTIONS or _REFERENCE.search(body) \
-            or _CITATION_LINE.search(text, *line_bounds(text, a, b)):
+            or _CITATION_LINE.search(text, lo, hi):
         hard.add("reference")
+        # A document's own citation line ("Please acknowledge this work as: ..."), not an entry
+        # of a reference list: quoted whole, to a question about the source.
+        if _CITATION_LINE.search(text, lo, hi) and last_section not in _REFERENCE_SECTIONS \
+                and not BULLET.match(text, lo):
+            hard.add("citation")
     if body.endswith("?"):
         hard.add("question")
     if (LINK_TITLE.match(sentence) and not keep_header) or BOILERPLATE.search(body) \

@@ -174,8 +174,11 @@ def quotable(
     without a full stop is an item of a list that runs beyond the passage.
     """
     a, b = spans[i][0] - offset, spans[i][1] - offset
+    source = keep_header or allow_credits  # the question asks about a source itself
     keep_header = keep_header and bool(LINK_TITLE.match(text, a, b))
     found = flaws(text, a, b, section=section, keep_header=keep_header)
+    if "citation" in found.hard:
+        return _citation(text, offset, a) if source else None
     hard = found.hard - _allowed(allow_aims, allow_methods, allow_questions, allow_credits)
     if document is not None and a == 0 and continues(document, offset):
         hard |= {"fragment"}  # the passage starts mid-sentence: its document shows it
@@ -245,6 +248,15 @@ FOLLOWING = 2
 """Sentences a sentence pointing at what follows brings with it."""
 
 
+def _citation(text: str, offset: int, a: int) -> Quotable | None:
+    """A line citing a work ("Evidence Brief: ... Katie Nicholas. (January 2021). UK: ..."),
+    quoted whole from its first piece: it tells who made the source and when."""
+    lo, hi = line_bounds(text, a, a)
+    if text[lo:a].strip(" \t*-"):
+        return None  # a later piece: the line is quoted from its first
+    return Quotable(offset + a, offset + len(text[:hi].rstrip()))
+
+
 def _allowed(aims: bool, methods: bool, questions: bool = False, credits: bool = False) -> set[str]:
     return ({"aim"} if aims else set()) | ({"method"} if methods else set()) \
         | ({"question"} if questions else set()) | ({"credit"} if credits else set())
@@ -290,6 +302,9 @@ def quote_problems(
         found = flaws(text, a, b, section=section,
                       keep_header=keep_header and bool(LINK_TITLE.match(text, a, b)))
         problems = set(found.hard - allowed)
+        if "citation" in problems and (keep_header or "credit" in allowed) \
+                and _citation(text, 0, a) == Quotable(a, b):
+            problems = set()  # a whole citation line, to a question about its source
         if problems and problems <= {"heading", "fragment"} and (
             list_item(text, a, b) or _broken_item(text, [(a, b), *_next_span(text, b)], 0, 0)
         ):
