@@ -199,6 +199,8 @@ ASKS_ABOUT_SOURCE = re.compile(
 def credits_allowed(question: str) -> bool:
     """Whether a document's credit lines may answer the question: it asks who made it."""
     return bool(ASKS_WHO_MADE.search(question))
+
+
 ASKS_FOR_STUDIES = re.compile(
     r"\b(?:has anyone|is there (?:any )?(?:research|work|study|literature|papers?)|are there "
     r"(?:any )?(?:stud(?:y|ies)|papers?|articles?)|any (?:research|stud(?:y|ies)|papers?|"
@@ -325,13 +327,12 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
         return Flaws(frozenset({"fragment"}))
     last_section = section.split(" > ")[-1].strip().lower()
     lo, hi = line_bounds(text, a, b)
-    if last_section in _REFERENCE_SECTIONS or _REFERENCE.search(body) \
-            or _CITATION_LINE.search(text, lo, hi):
+    cited = bool(_CITATION_LINE.search(text, lo, hi))
+    if last_section in _REFERENCE_SECTIONS or _REFERENCE.search(body) or cited:
         hard.add("reference")
         # A document's own citation line ("Please acknowledge this work as: ..."), not an entry
         # of a reference list: quoted whole, to a question about the source.
-        if _CITATION_LINE.search(text, lo, hi) and last_section not in _REFERENCE_SECTIONS \
-                and not BULLET.match(text, lo):
+        if cited and last_section not in _REFERENCE_SECTIONS and not BULLET.match(text, lo):
             hard.add("citation")
     if body.endswith("?"):
         hard.add("question")
