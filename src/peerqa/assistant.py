@@ -273,11 +273,8 @@ class Assistant:
         k = check_k(self.settings.top_k if k is None else k)
         retriever = self.live.current()
         ids = self._check_filter(doc_ids, retriever.documents)
-        terms = question_terms(query, normalise_history(history), retriever.vocabulary) \
-            if history else None
+        terms = question_terms(query, normalise_history(history), retriever.vocabulary)
         with blas_threads(QUERY_THREADS):  # one BLAS thread for a question's small products
-            if terms is None:
-                return [h.passage for h in retriever.search(query, k, ids)]
             return [h.passage for h in retriever.search(
                 terms.query, k, ids, mentioned=terms.mentioned, late_query=terms.late)]
 

@@ -59,14 +59,20 @@ ASKS_WHO_MADE = re.compile(
 it: "Developed by X on behalf of Y" and a line of authors do not say that)."""
 
 
+TERMINAL = re.compile(r"[.!?…](?:[\"'”’)\]*_]|\s*\*+)*$")
+"""How a sentence ends: a full stop, "!", "?" or "…", closing quotes and emphasis allowed."""
+
+
+def credit_line(line: str) -> bool:
+    """Whether a line (its emphasis marks stripped) credits a document's makers: "Developed by
+    ..." ending neither as a sentence nor with a colon, or a line of authors."""
+    ends = TERMINAL.search(line) or line.endswith(":")
+    return bool(AUTHORS.match(line)) or (bool(CREDIT.match(line)) and not ends)
+
+
 def credit_lines(text: str) -> bool:
-    """Whether ``text`` has a line of its own that credits its makers: "Developed by ..." without
-    a full stop, or a line of authors."""
-    for line in text.splitlines():
-        line = line.strip().strip("*_").strip()
-        if AUTHORS.match(line) or (CREDIT.match(line) and not line.endswith((".", "?", "!", ":"))):
-            return True
-    return False
+    """Whether ``text`` has a line of its own that credits its makers (``credit_line``)."""
+    return any(credit_line(line.strip().strip("*_").strip()) for line in text.splitlines())
 
 HEADING = re.compile(r"^\s{0,3}(" + HEADING_MARK.pattern + r")(.+?)\s*#*\s*$", re.M)
 """A whole Markdown heading line: group 1 its marker (level = number of '#'), group 2 its text."""

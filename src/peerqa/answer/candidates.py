@@ -16,7 +16,7 @@ from functools import lru_cache
 from ..retrieval import Hit
 from ..text import tokenize
 from .question import QuestionTerms
-from .sentences import flaws, split_labels
+from .sentences import REFERENCE_SECTIONS, flaws, split_labels
 from .units import Quotable, quotable
 
 QUESTION_STEMS = frozenset(tokenize("question questions"))
@@ -25,7 +25,6 @@ CREDIT_STEMS = frozenset(tokenize(  # what a credit line tells, in the words peo
 SEMANTIC = 0.5  # weight of the sentence vector's similarity against lexical coverage
 RANK_DECAY = 0.3  # how much less each later passage's sentences count
 PURPOSE_BONUS = 0.3  # a statement of aim, when the question asks what a study set out to do
-_REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +107,7 @@ def candidates(
         prior = 1.0 / (1.0 + RANK_DECAY * rank)  # earlier passages are likelier to answer
         section_tokens = set(tokenize(p.section))
         # A reference list names sources; quoting it rarely answers anything.
-        damp = 0.5 if p.section.split(" > ")[-1].strip().lower() in _REFERENCE_SECTIONS else 1.0
+        damp = 0.5 if p.section.split(" > ")[-1].strip().lower() in REFERENCE_SECTIONS else 1.0
         sims = [sim for a, b, sim in hit.sentences
                 for _ in split_labels(p.text, a - p.start, b - p.start)]
         units = _units(p.text, p.start, tuple((a, b) for a, b, _ in hit.sentences), p.section,

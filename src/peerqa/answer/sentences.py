@@ -22,7 +22,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from ..text import ASKS_WHO_MADE, AUTHORS, BULLET, CREDIT, HEADING_MARK, MARKER, trimmed
+from ..text import ASKS_WHO_MADE, BULLET, HEADING_MARK, MARKER, TERMINAL, credit_line, trimmed
 
 MIN_WORDS = 5
 MAX_ITEMS = 12
@@ -42,7 +42,6 @@ _INNER_LABEL = re.compile(
     r"Findings|Conclusions?|Setting|Participants|Purpose|PURPOSE)\b\**\s*[:A-Z*])"
 )
 LINK_TITLE = re.compile(r"^\*{0,2}\[[^\]]+\]\([^)]*\)")
-_TERMINAL = re.compile(r"[.!?…](?:[\"'”’)\]*_]|\s*\*+)*$")
 BOILERPLATE = re.compile(
     r"\b(?:abstract only|full text|copyright|all rights reserved|please acknowledge|"
     r"produced by the|document version|take down policy|research portal|open access|"
@@ -127,7 +126,7 @@ _CONNECTIVE = re.compile(
 )
 # Openers that refer to what is named just before (a title or heading) and can stand after one.
 REFERRING = re.compile(r"^(?:this|these|they|it|their|such)\b", re.I)
-_REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
+REFERENCE_SECTIONS = {"references", "reference list", "bibliography"}
 # A line that cites a work: a parenthesised date between full stops ("Katie Nicholas.
 # (January 2021). UK: ..."). Each of its pieces is part of a reference, not a statement.
 _CITATION_LINE = re.compile(r"\.\s+\((?:[A-Z][a-z]+\s+)?\d{4}[a-z]?\)\.")
@@ -227,7 +226,7 @@ def clean(text: str) -> str:
 
 def terminal(text: str) -> bool:
     """Whether the text ends as a sentence does (".", "!", "?", closing quotes allowed)."""
-    return bool(_TERMINAL.search(clean(text)))
+    return bool(TERMINAL.search(clean(text)))
 
 
 def line_bounds(text: str, a: int, b: int) -> tuple[int, int]:
@@ -328,11 +327,11 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     last_section = section.split(" > ")[-1].strip().lower()
     lo, hi = line_bounds(text, a, b)
     cited = bool(_CITATION_LINE.search(text, lo, hi))
-    if last_section in _REFERENCE_SECTIONS or _REFERENCE.search(body) or cited:
+    if last_section in REFERENCE_SECTIONS or _REFERENCE.search(body) or cited:
         hard.add("reference")
         # A document's own citation line ("Please acknowledge this work as: ..."), not an entry
         # of a reference list: quoted whole, to a question about the source.
-        if cited and last_section not in _REFERENCE_SECTIONS and not BULLET.match(text, lo):
+        if cited and last_section not in REFERENCE_SECTIONS and not BULLET.match(text, lo):
             hard.add("citation")
     if body.endswith("?"):
         hard.add("question")
@@ -352,7 +351,7 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
     whole = whole_line(text, a, b)
     if keep_header and "\n" in sentence and terminal(body):
         pass  # a header and its entry's first sentence, quoted together
-    elif whole and ((not ends and CREDIT.match(body)) or AUTHORS.match(body)):
+    elif whole and credit_line(body):
         hard.add("credit")  # it answers who made the document, and nothing else
     elif (HEADING_MARK.match(text, text.rfind("\n", 0, a) + 1) or (
         whole and not ends and not BULLET.match(text, text.rfind("\n", 0, a) + 1)

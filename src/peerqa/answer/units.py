@@ -287,9 +287,11 @@ def quote_problems(
     """What is wrong with each quoted span of a document (``text``), as the evaluation counts
     it: the hard flaws, "needs_previous" (a connective quoted without its sentence) and
     "list_without_items". A span that is an item of a quoted list introduction is fine."""
+    credits = credits_allowed(question)
     allowed = _allowed(aims_allowed(question), methods_allowed(question),
-                       questions_allowed(question), credits_allowed(question))
+                       questions_allowed(question), credits)
     keep_header = bool(ASKS_ABOUT_SOURCE.search(question))
+    source = keep_header or credits  # as ``quotable`` reads it
     ordered = sorted(set(spans))
     items: set[tuple[int, int]] = set()
     for a, b in ordered:
@@ -302,7 +304,7 @@ def quote_problems(
         found = flaws(text, a, b, section=section,
                       keep_header=keep_header and bool(LINK_TITLE.match(text, a, b)))
         problems = set(found.hard - allowed)
-        if "citation" in problems and (keep_header or "credit" in allowed) \
+        if "citation" in problems and source \
                 and _citation(text, 0, a) == Quotable(a, b):
             problems = set()  # a whole citation line, to a question about its source
         if problems and problems <= {"heading", "fragment"} and (
