@@ -73,6 +73,27 @@ def test_decide__a_figure_asked_for_and_not_held_is_partial_naming_it():
     assert decide(held, Thresholds()).coverage == "answered"
 
 
+def test_decide__a_missing_figure_also_names_the_place_or_year_the_quotes_are_not_about():
+    germany = Term("germani", "Germany", 5.0, known=True)
+    year = Term("2025", "2025", 6.0, known=False)
+    rota = Term("rota", "rota", 6.0, known=True)
+    two = Term("two", "Two", 2.0, known=True)  # "... Two years?": an answer offered, not a name
+    a = _assessment(asked={"money": "hourly rate"}, typed={"money": 0.0},
+                    terms=(germany, year, rota, two),
+                    matched={"germani": 0.0, "2025": 0.0, "rota": 0.2, "two": 0.0},
+                    focus={"germani": 0.01, "2025": 0.01, "rota": 0.01, "two": 0.01})
+    verdict = decide(a, Thresholds(focal=0.1))
+    assert verdict.coverage == "partial"
+    # A name or year stands, however little of the question's meaning it carries; a common
+    # word that weighs little ("rota" here) is not listed.
+    assert verdict.missing == ("The documents give no figure for the hourly rate and never "
+                               "mention 2025. The quotes found say nothing about Germany.")
+    found = _assessment(asked={"money": "hourly rate"}, typed={"money": 0.0},
+                        terms=(germany,), matched={"germani": 1.0}, focus={"germani": 0.01})
+    assert decide(found, Thresholds(focal=0.1)).missing == \
+        "The documents give no figure for the hourly rate."
+
+
 def test_decide__a_word_carrying_the_question_that_the_evidence_lacks_makes_it_partial():
     caseload = Term("caseload", "caseload", 6.0, known=False)
     a = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus={"caseload": 0.2})

@@ -56,6 +56,8 @@ def test_out_of_scope_figures__declined_naming_what_is_missing(answers):
     germany, salary = answers[GERMANY], answers[SALARY]
     assert germany.coverage in ("partial", "not_covered")
     assert "hourly rate" in germany.missing
+    # The quotes nearest to pay are about Scotland: the answer says they are not about Germany.
+    assert germany.coverage == "not_covered" or "Germany" in germany.missing
     assert salary.coverage in ("partial", "not_covered")
     assert "salary" in salary.missing
     for answer in (germany, salary):

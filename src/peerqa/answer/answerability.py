@@ -37,8 +37,15 @@ from ..text import tokenize, words
 from .focus import heads as focus_heads
 from .focus import near
 from .gaps import ASKING_WORDS, FRAME, OF_A_THING, content_words, gap, join
-from .meaning import Deferred, Meaning, want
-from .question import QuestionTerms, asked_types, counts, holds_type, naming_stems
+from .meaning import Deferred, Meaning, literal_only, want
+from .question import (
+    NUMBER_WORDS,
+    QuestionTerms,
+    asked_types,
+    counts,
+    holds_type,
+    naming_stems,
+)
 
 SECTION = "answerability"
 MEANING_CAP = 0.6
@@ -51,6 +58,7 @@ _ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
 _COMPOUNDS = re.compile(r"[A-Za-z0-9]+(?:[-'’][A-Za-z0-9]+)*")
 _NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
 # Capitalised words so common in English that their absence from the corpus says nothing.
+_NUMBER_WORD = re.compile(NUMBER_WORDS, re.I)
 _GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
 
 
@@ -428,6 +436,7 @@ def decide(
     if not a.option_found:
         gaps.append(f"do not say whether {join(list(a.options), 'or')}")
     lacking: list[str] = []  # words the corpus uses that the evidence found does not
+    unused: list[str] = []
     if terms_short:
         named = [*a.unknown_names, *(term.word for term in focal)] or \
             [term.word for term in unknown] or \
@@ -437,8 +446,18 @@ def decide(
         lacking = [w for w in named if w not in unused]
         if unused:
             gaps.append(f"say nothing about {join(unused, 'or')}")
+    if wanting:
+        # A figure is missing, and so is a name or year the question set it in ("in Germany",
+        # "in 2025"): the reader is told the quotes are not about that either. A number word
+        # is an answer the question offers ("Two years?"), not where it is set.
+        setting = [term for term in unmatched if term.stem not in said
+                   and literal_only(term.word) and not _NUMBER_WORD.fullmatch(term.word)
+                   and term.word not in (*a.unknown_names, *unused)]
+        lacking = [term.word for term in setting if term.known]
+        if never := [term.word for term in setting if not term.known]:
+            gaps.append(f"never mention {join(never, 'or')}")
     sentences = [f"The documents {join(gaps)}."] if gaps else []
-    if lacking and not wanting:
+    if lacking:
         # The corpus uses the word elsewhere: only the quotes chosen are silent on it (a passage
         # found may use it in a sentence not quoted, so "the passages" would not be true).
         sentences.append(f"The quotes found say nothing about {join(lacking, 'or')}.")

@@ -128,7 +128,7 @@ _ASKS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"closing date|due date|launch date)\b", re.I)),
 )
 # Figures a year or a date does not answer: "how many" wants a count, not "in 2019".
-_NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
+NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|"
                  r"twenty|thirty|forty|fifty|hundred|hundreds|thousand|thousands|dozen|dozens|"
                  r"half|third|quarter|double|twice|several|few")
 _YEAR = re.compile(r"\b(?:19|20)\d\d(?:/\d\d)?\b")
@@ -142,13 +142,13 @@ _HOLDS: dict[str, re.Pattern[str]] = {
         r"\b(?:half|a third|two thirds|a quarter|three quarters) of\b|\b\d+(?:\.\d+)?\s?:\s?1\b|"
         r"\b(?:ratio|odds ratio|effect size|rate) of \d", re.I),
     "band": re.compile(r"\b(?:band|grade|level)\s+\d|\bagenda for change band\b", re.I),
-    "count": re.compile(r"\b\d[\d,.]*\b|\b(?:" + _NUMBER_WORDS + r")\b", re.I),
+    "count": re.compile(r"\b\d[\d,.]*\b|\b(?:" + NUMBER_WORDS + r")\b", re.I),
     "frequency": re.compile(
         r"\b(?:weekly|fortnightly|monthly|daily|annually|yearly|quarterly|every (?:\w+ )?"
         r"(?:day|week|fortnight|month|year|session)s?|once a|twice a|\w+ times? (?:a|per|each)|"
         r"(?:per|each|a) (?:day|week|fortnight|month|year))\b", re.I),
     "duration": re.compile(
-        r"\b(?:\d+|" + _NUMBER_WORDS + r"|a|an)[- ](?:days?|weeks?|months?|years?|hours?|"
+        r"\b(?:\d+|" + NUMBER_WORDS + r"|a|an)[- ](?:days?|weeks?|months?|years?|hours?|"
         r"sessions?|fortnights?)\b|\bover (?:a|the) period\b|\bfrom \w+ \d{4} to\b", re.I),
     "date": re.compile(r"\b(?:19|20)\d\d\b|\b(?:" + _MONTHS + r")\b|\b(?:early|late|mid)[- ]\d{4}",
                        re.I),
@@ -180,7 +180,7 @@ def asked_types(question: str) -> dict[str, str]:
 # A citation's year, "(Cooper et al., 2024)"; not a reference's own date after its full stop
 # ("Katie Nicholas. (January 2021).", the date the work came out).
 _CITED_YEAR = re.compile(r"(?<!\.\s)\([^()]*\b(?:19|20)\d\d[a-z]?\)")
-_FIGURE_TOKEN = re.compile(r"\b\d[\d,.]*\b|\b(?:" + _NUMBER_WORDS + r")\b", re.I)
+_FIGURE_TOKEN = re.compile(r"\b\d[\d,.]*\b|\b(?:" + NUMBER_WORDS + r")\b", re.I)
 
 
 def given(text: str, question: str) -> str:
@@ -206,7 +206,7 @@ def holds_type(kind: str, text: str, question: str = "") -> bool:
     return bool(pattern.search(text))
 
 
-_COUNTED = re.compile(r"\b(\d[\d,.]*|" + _NUMBER_WORDS + r")\b((?:\W+[\w'’-]+){0,5})", re.I)
+_COUNTED = re.compile(r"\b(\d[\d,.]*|" + NUMBER_WORDS + r")\b((?:\W+[\w'’-]+){0,5})", re.I)
 
 
 def counts(text: str, nouns: set[str] | frozenset[str], question: str = "") -> bool:
