@@ -454,8 +454,8 @@ def decide(
                    and literal_only(term.word) and not _NUMBER_WORD.fullmatch(term.word)
                    and term.word not in (*a.unknown_names, *unused)]
         lacking = [term.word for term in setting if term.known]
-        if never := [term.word for term in setting if not term.known]:
-            gaps.append(f"never mention {join(never, 'or')}")
+        if unheard := [term.word for term in setting if not term.known]:
+            gaps.append(f"never mention {join(unheard, 'or')}")
     sentences = [f"The documents {join(gaps)}."] if gaps else []
     if lacking:
         # The corpus uses the word elsewhere: only the quotes chosen are silent on it (a passage
