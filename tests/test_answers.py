@@ -215,3 +215,10 @@ def test_who_made_a_document__answered_from_its_credit_lines(assistant):
     answer = assistant.ask("What does the Fife review say about supporting peer workers?")
     quoted = " ".join(p.text for p in answer.parts if p.kind == "quote")
     assert "Developed by" not in quoted and "Bradstreet" not in quoted
+    # Who commissioned a document is asked in the words its text answers with, right beside
+    # its name: "commissioned" is the question's point, not part of the name.
+    answer = assistant.ask("Who commissioned the QUB review?")
+    assert answer.coverage == "answered", answer.missing
+    first = next(p for p in answer.parts if p.kind == "quote")
+    assert "was commissioned by the Peer Support Five Year Strategy Working Group" in first.text
+    assert answer.citations[first.numbers[0] - 1].doc_id == "qub-international-scoping-review"

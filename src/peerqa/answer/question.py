@@ -255,6 +255,12 @@ def focus_query(question: str, vocabulary: Vocabulary) -> str:
 _NAME_WORDS = re.compile(r"[A-Za-z0-9]+(?:['’][a-z]+)?")
 
 
+SOURCE_VERBS = frozenset(tokenize("commissioned commissioning funded funding"))
+"""Who asked and paid for a document: asked beside its name, they are the question's point,
+and its text answers them in those words ("was commissioned by"). Who wrote it is answered by
+credit lines, which carry those words for the purpose (``candidates.CREDIT_STEMS``)."""
+
+
 def naming_stems(question: str, vocabulary: Vocabulary) -> set[str]:
     """The stems of the question's words that name a document ("Fife review", "HEE"): every
     word of a phrase of up to three words that names one ("commissioned the QUB" included;
@@ -267,4 +273,5 @@ def naming_stems(question: str, vocabulary: Vocabulary) -> set[str]:
             gram = " ".join(raw[i : i + n])
             if vocabulary.mentioned_documents(gram):
                 naming.update(tokenize(gram))
-    return naming
+    # What was done to the document is asked, not its name: "Who commissioned the QUB review?"
+    return naming - SOURCE_VERBS
