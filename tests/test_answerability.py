@@ -107,6 +107,20 @@ def test_decide__a_word_carrying_the_question_that_the_evidence_lacks_makes_it_p
     assert decide(light, Thresholds(focal=0.1)).coverage == "answered"
 
 
+def test_decide__a_common_word_of_the_corpus_the_quotes_lack_is_weak_evidence_of_a_gap():
+    staff = Term("staff", "staff", 2.5, known=True)  # the documents say it in many ways
+    caseload = Term("caseload", "caseload", 2.5, known=False)
+    a = _assessment(terms=(staff,), matched={"staff": 0.3}, focus={"staff": 0.2})
+    assert decide(a, Thresholds(focal=0.1)).coverage == "partial"
+    assert decide(a, Thresholds(focal=0.1, focal_idf=3.0)).coverage == "answered"
+    rarer = _assessment(terms=(Term("staff", "staff", 4.0, known=True),), matched={"staff": 0.3},
+                        focus={"staff": 0.2})
+    assert decide(rarer, Thresholds(focal=0.1, focal_idf=3.0)).coverage == "partial"
+    # A word the corpus never uses is a gap however common it would be.
+    never = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus={"caseload": 0.2})
+    assert decide(never, Thresholds(focal=0.1, focal_idf=3.0)).coverage == "partial"
+
+
 def test_decide__measures_focus_only_for_terms_the_evidence_lacks_together_and_once():
     measured: list[list[str]] = []
 

@@ -87,6 +87,10 @@ class Thresholds:
     focal: float = 0.08
     """An unmatched term carrying at least this much of the question's meaning makes the
     answer partial (above 1: never)."""
+    focal_idf: float = 0.0
+    """A word the corpus uses this often or more (idf below it) that the quotes lack does not
+    make the answer partial on its own: "staff", "papers", "questions" are said in many ways, so
+    their absence from the quotes says little (0: every such word counts)."""
     name_focus: float = 1.01
     """A name the corpus never uses carrying at least this much of the question's meaning
     leaves it not covered, not partial (above 1: never)."""
@@ -420,7 +424,8 @@ def decide(
     total = sum(term.idf for term in terms) or 1.0
     weights = want(a.focus, [term.stem for term in unmatched if term.stem not in said])
     focal = [term for term in unmatched
-             if term.stem not in said and weights.get(term.stem, 0.0) >= t.focal]
+             if term.stem not in said and weights.get(term.stem, 0.0) >= t.focal
+             and (not term.known or term.idf >= t.focal_idf)]
     terms_short = bool(a.unknown_names) or share < t.term_share or bool(focal) \
         or sum(term.idf for term in unknown) / total >= t.unknown_share
     silent = tuple(d for d in a.named if a.named_relevance.get(d, 0.0) < t.named_relevance

@@ -39,6 +39,7 @@ GRID: dict[str, tuple[float, ...]] = {
     "count_noun": (0.0, 1.0),
     "meaning": (0.5, 0.55, 0.6),
     "focal": (0.06, 0.08, 0.1, 0.12, 0.15, 1.01),
+    "focal_idf": (0.0, 3.0, 3.5),
     "named_relevance": (0.0, 0.25),
     "named_quoted": (0.0, 1.0),
     # Never switched off: a question resting on a name the documents never use ("the capital
