@@ -38,14 +38,7 @@ from .focus import heads as focus_heads
 from .focus import near
 from .gaps import ASKING_WORDS, FRAME, OF_A_THING, content_words, gap, join
 from .meaning import Deferred, Meaning, literal_only, want
-from .question import (
-    NUMBER_WORDS,
-    QuestionTerms,
-    asked_types,
-    counts,
-    holds_type,
-    naming_stems,
-)
+from .question import NUMBER_WORDS, QuestionTerms, asked_types, counts, holds_type, naming_stems
 
 SECTION = "answerability"
 MEANING_CAP = 0.6
