@@ -119,6 +119,17 @@ def test_decide__a_common_word_of_the_corpus_the_quotes_lack_is_weak_evidence_of
     # A word the corpus never uses is a gap however common it would be.
     never = _assessment(terms=(caseload,), matched={"caseload": 0.3}, focus={"caseload": 0.2})
     assert decide(never, Thresholds(focal=0.1, focal_idf=3.0)).coverage == "partial"
+    # Such a word is not even weighed: weighing costs an encoder pass.
+    measured: list[list[str]] = []
+
+    def focus(stems: list[str]) -> dict[str, float]:
+        measured.append(stems)
+        return {s: 0.2 for s in stems}
+
+    both = _assessment(terms=(staff, caseload), matched={"staff": 0.3, "caseload": 0.3},
+                       focus=Deferred(["staff", "caseload"], focus))
+    assert decide(both, Thresholds(focal=0.1, focal_idf=3.0)).coverage == "partial"
+    assert measured == [["caseload"]]
 
 
 def test_decide__measures_focus_only_for_terms_the_evidence_lacks_together_and_once():

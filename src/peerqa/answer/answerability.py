@@ -50,8 +50,8 @@ TERM_FLOOR = 0.5
 _ALTERNATIVES = re.compile(r"\b([\w-]+),? or ([\w-]+)\s*\?\s*$", re.I)
 _COMPOUNDS = re.compile(r"[A-Za-z0-9]+(?:[-'’][A-Za-z0-9]+)*")
 _NAME = re.compile(r"(?<![\w'’-])[A-Z][\w'’&-]*")
-# Capitalised words so common in English that their absence from the corpus says nothing.
 _NUMBER_WORD = re.compile(NUMBER_WORDS, re.I)
+# Capitalised words so common in English that their absence from the corpus says nothing.
 _GENERAL_NAMES = {"i", "ok", "okay", "hr", "gp", "gps", "uk", "us", "usa", "it", "tv", "faq"}
 
 
@@ -415,10 +415,11 @@ def decide(
     said |= {stem for option in a.options for stem in tokenize(option)}
     unknown = [term for term in unmatched if not term.known and term.stem not in said]
     total = sum(term.idf for term in terms) or 1.0
-    weights = want(a.focus, [term.stem for term in unmatched if term.stem not in said])
-    focal = [term for term in unmatched
-             if term.stem not in said and weights.get(term.stem, 0.0) >= t.focal
-             and (not term.known or term.idf >= t.focal_idf)]
+    # Only a word that may make the answer partial is weighed (an encoder pass each).
+    weighable = [term for term in unmatched
+                 if term.stem not in said and (not term.known or term.idf >= t.focal_idf)]
+    weights = want(a.focus, [term.stem for term in weighable])
+    focal = [term for term in weighable if weights.get(term.stem, 0.0) >= t.focal]
     terms_short = bool(a.unknown_names) or share < t.term_share or bool(focal) \
         or sum(term.idf for term in unknown) / total >= t.unknown_share
     silent = tuple(d for d in a.named if a.named_relevance.get(d, 0.0) < t.named_relevance
