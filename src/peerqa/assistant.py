@@ -364,6 +364,11 @@ class Assistant:
                 yield item
 
     @property
+    def precision(self) -> str:
+        """The encoder's precision ("fp32" or "int8"): which shipped tuning fits its vectors."""
+        return _precision(self.settings, self.live.embedder)
+
+    @property
     def thresholds(self) -> Thresholds:
         """The answerability check's thresholds: fitted (the tuning), else their defaults."""
         return Thresholds.of(self.tuning.section(ANSWERABILITY))

@@ -268,8 +268,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if describe is not None:  # a fitter with a trade-off to show prints it
             print(describe())
     # The shipped file for the vectors fitted on (the int8 graph has its own).
-    precision = str(getattr(assistant.live.embedder, "precision", "fp32"))
-    out = tuning.save(args.out or shipped(precision))
+    out = tuning.save(args.out or shipped(assistant.precision))
     print(f"Fitted {', '.join(sorted(tuning.sections)) or 'nothing'} on {len(items)} gold "
           f"items; wrote {out}")
     return 0
