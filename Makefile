@@ -24,7 +24,7 @@ browser:
 	  else echo "chromium not found: browser tests will be skipped (apt-get install chromium)"; fi; }
 
 # The chat app, offline, on http://127.0.0.1:7860 (PEERQA_HOST / PEERQA_PORT to change).
-# The first start builds the index (about 5 s on a quiet 2-core machine, with a progress bar,
+# The first start builds the index (about 10 s on a quiet 2-core machine, with a progress bar,
 # plus a few seconds once to assemble the MiniLM graph); later starts reuse both.
 run: $(STAMP)
 	@echo "peerqa: starting the app at http://$${PEERQA_HOST:-127.0.0.1}:$${PEERQA_PORT:-7860}"
