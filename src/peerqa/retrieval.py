@@ -355,18 +355,17 @@ class Retriever:
             fused = FUSIONS[self.fusion](signals, self.weights)
         if mentioned is None:
             mentioned = self.vocabulary.mentioned_documents(query)
+        unit = MENTION_SCALE[self.fusion](self.weights)  # one unit of each boost below
         if mentioned and self.mention_boost:
-            unit = MENTION_SCALE[self.fusion](self.weights)
             fused = fused + self.mention_boost * unit * self._in(mentioned)
         if ASKS_WHO_MADE.search(query):
             # "Who wrote the Fife review?" is answered by its credit lines, whose words share
             # nothing with the question's: the passages holding them come forward.
             credits = self.credits if not mentioned else self.credits & self._in(mentioned)
-            fused = fused + CREDIT_BOOST * MENTION_SCALE[self.fusion](self.weights) * credits
+            fused = fused + CREDIT_BOOST * unit * credits
         query_tokens = self.read(late_query or query)[1] \
             if self.late is not None and self.tokens_weight else None
         if self.late is not None and query_tokens is not None:
-            unit = MENTION_SCALE[self.fusion](self.weights)
             fused = self.late.rerank(query_tokens, fused, signals.mask, self.tokens_weight * unit)
         fused = self.pull.apply(fused, self._section_of)
         chunks = top(fused, np.flatnonzero(signals.mask), RANKED)
