@@ -353,9 +353,8 @@ def flaws(text: str, a: int, b: int, *, section: str = "", keep_header: bool = F
         pass  # a header and its entry's first sentence, quoted together
     elif whole and credit_line(body):
         hard.add("credit")  # it answers who made the document, and nothing else
-    elif (HEADING_MARK.match(text, text.rfind("\n", 0, a) + 1) or (
-        whole and not ends and not BULLET.match(text, text.rfind("\n", 0, a) + 1)
-    ) or (last_section and body.lower() == last_section)):
+    elif (HEADING_MARK.match(text, lo) or (whole and not ends and not BULLET.match(text, lo))
+          or (last_section and body.lower() == last_section)):
         hard.add("heading")
     elif not ends or not (body[0].isupper() or body[0].isdigit() or body[0] in "[\"'‘“(") \
             or len(body.split()) < MIN_WORDS or continues(text, a):
